@@ -1,0 +1,205 @@
+"""Typed models of the params.yaml sections; each DVC stage reads only its own section(s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from predictive_scoring.errors import ConfigError
+
+__all__ = [
+    "STAGES",
+    "DataParams",
+    "EvaluateParams",
+    "ExportParams",
+    "FeaturizeParams",
+    "GenerateParams",
+    "Params",
+    "PromoteParams",
+    "ThresholdParams",
+    "TrainParams",
+    "load_params",
+]
+
+STAGES: tuple[str, ...] = ("mql", "sql", "opportunity", "won", "lost")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerateParams(_Section):
+    """Size and shape of the simulated B2B funnel used by the demo."""
+
+    n_leads: int = Field(20_000, ge=10)
+    events_per_lead: float = Field(50.0, gt=0, description="mean engagement events per lead")
+    months: int = Field(24, ge=3, le=120)
+    start: str = "2024-01-01"
+    seed: int = 42
+    chunk_leads: int = Field(50_000, ge=100, description="leads simulated and written per chunk")
+
+
+class DataParams(_Section):
+    """Where the raw tables are and what their columns are called (DESIGN section 2)."""
+
+    format: Literal["contract", "flat"] = "contract"
+    leads: str = "data/raw/leads.parquet"
+    events: str | None = "data/raw/events.parquet"
+    outcomes: str | None = "data/raw/outcomes.parquet"
+    latent: str | None = Field(
+        "data/raw/latent.parquet", description="demo only: true propensity, never a feature"
+    )
+    id_column: str = "lead_id"
+    created_column: str | None = "created_at"
+    event_time_column: str = "ts"
+    event_type_column: str = "event_type"
+    stage_column: str = "stage"
+    outcome_time_column: str = "ts"
+    label_column: str | None = Field(None, description="flat exports: the binary label column")
+    positive_values: list[str] = Field(
+        default_factory=lambda: ["1", "true", "yes", "y", "won", "converted"]
+    )
+    exclude_columns: list[str] = Field(default_factory=list)
+    missing_values: list[str] = Field(default_factory=lambda: ["", "Select", "NA", "N/A", "null"])
+    categorical: list[str] = Field(default_factory=list, description="force these as categorical")
+    numeric: list[str] = Field(default_factory=list, description="force these as numeric")
+    job_title_column: str | None = "job_title"
+    email_column: str | None = "email"
+    employees_column: str | None = "employees"
+    revenue_column: str | None = "annual_revenue"
+    id_like_unique_ratio: float = Field(0.95, gt=0, le=1)
+    leakage_auc: float = Field(0.9, gt=0.5, le=1)
+    leakage_missing_gap: float = Field(
+        0.5, gt=0, le=1, description="flag a column whose fill rate differs this much by label"
+    )
+    strict: bool = False
+
+    @model_validator(mode="after")
+    def _flat_needs_label(self) -> DataParams:
+        if self.format == "flat" and not self.label_column:
+            raise ValueError("data.format is 'flat' but data.label_column is not set")
+        if self.format == "contract" and not (self.outcomes and self.created_column):
+            raise ValueError(
+                "data.format is 'contract' but data.outcomes or data.created_column is not set"
+            )
+        return self
+
+
+class FeaturizeParams(_Section):
+    """Point-in-time snapshots, labels, the split and the feature definition knobs."""
+
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    offsets_days: list[int] = Field(default_factory=lambda: [0, 7, 30, 60])
+    target_stage: Literal["mql", "sql", "opportunity", "won"] = "won"
+    horizon_days: int = Field(90, ge=1)
+    windows_days: list[int] = Field(default_factory=lambda: [7, 30, 90])
+    half_life_days: float = Field(14.0, gt=0)
+    active_days_window: int = Field(90, ge=1)
+    data_end: str | None = Field(None, description="end of the observed data; default: last ts")
+    valid_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    seed: int = 42
+    spark: dict[str, str] = Field(default_factory=lambda: {"spark.master": "local[*]"})
+
+
+class TrainParams(_Section):
+    """LightGBM and calibration settings."""
+
+    objective: Literal["binary"] = "binary"
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+    max_cat_to_onehot: int = Field(8, ge=1)
+    cat_smooth: float = Field(10.0, ge=0)
+    calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
+    seed: int = 42
+    num_threads: int = Field(0, ge=0, description="0 lets LightGBM use every core")
+    experiment: str = "lead-scoring"
+
+
+class ThresholdParams(_Section):
+    """The MQL/SQL agreement: fixed probabilities or a policy (DESIGN section 6)."""
+
+    mql: float | None = Field(None, gt=0, lt=1)
+    sql: float | None = Field(None, gt=0, lt=1)
+    capacity_per_week: float | None = Field(None, gt=0)
+    min_precision: float | None = Field(None, gt=0, le=1)
+    min_recall: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ThresholdParams:
+        sql_rules = [self.sql, self.capacity_per_week, self.min_precision]
+        if sum(r is not None for r in sql_rules) != 1:
+            raise ValueError(
+                "thresholds: set exactly one of 'sql', 'capacity_per_week' or 'min_precision'"
+            )
+        if (self.mql is None) == (self.min_recall is None):
+            raise ValueError("thresholds: set exactly one of 'mql' or 'min_recall'")
+        if self.mql is not None and self.sql is not None and not self.mql < self.sql:
+            raise ValueError(
+                f"the MQL cut-off must sit below the SQL cut-off, got {self.mql=} {self.sql=}"
+            )
+        return self
+
+
+class EvaluateParams(_Section):
+    """Evaluation knobs."""
+
+    ece_bins: int = Field(10, ge=2)
+    lift_fractions: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2])
+
+
+class ExportParams(_Section):
+    """Where the bundle goes and how the registered model is named."""
+
+    model_dir: str = "models/lead-scoring"
+    model_name: str = "lead-scoring"
+    alias: str = "challenger"
+    register_model: bool = True
+
+
+class PromoteParams(_Section):
+    """How a challenger earns the champion alias."""
+
+    metric: str = "roc_auc"
+    greater_is_better: bool = True
+    champion_alias: str = "champion"
+
+
+class Params(_Section):
+    """All of params.yaml."""
+
+    generate: GenerateParams = GenerateParams()
+    data: DataParams = DataParams()
+    featurize: FeaturizeParams = FeaturizeParams()
+    train: TrainParams = TrainParams()
+    thresholds: ThresholdParams = ThresholdParams(min_recall=0.8, capacity_per_week=100)
+    evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
+    promote: PromoteParams = PromoteParams()
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; errors name the section and key and how to fix them."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; run from the project root or pass --params")
+    raw: Any = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
