@@ -46,11 +46,12 @@ class DataParams(_Section):
     """Where the raw tables are and what their columns are called (DESIGN section 2)."""
 
     format: Literal["contract", "flat"] = "contract"
-    leads: str = "data/raw/leads.parquet"
-    events: str | None = "data/raw/events.parquet"
-    outcomes: str | None = "data/raw/outcomes.parquet"
+    dir: str = Field("data/demo", description="folder of the raw tables; file names below")
+    leads: str = "leads.parquet"
+    events: str | None = "events.parquet"
+    outcomes: str | None = "outcomes.parquet"
     latent: str | None = Field(
-        "data/raw/latent.parquet", description="demo only: true propensity, never a feature"
+        "latent.parquet", description="demo only: true propensity, never a feature"
     )
     id_column: str = "lead_id"
     created_column: str | None = "created_at"

@@ -1,0 +1,75 @@
+"""DVC stage `export`: the model bundle in models/, registered in MLflow as the challenger."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+import lightgbm as lgb
+
+from predictive_scoring.calibration import Calibrator
+from predictive_scoring.config import load_params
+from predictive_scoring.features import FeatureDefinition
+from predictive_scoring.io import dvc_out_hash, git_commit, read_json, setup_logging
+from predictive_scoring.registry import log_bundle_model
+from predictive_scoring.scoring import Scorer
+from predictive_scoring.thresholds import Thresholds
+
+logger = logging.getLogger("pipelines.export")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--staging", type=Path, default=Path("models/staging"))
+    parser.add_argument("--thresholds", type=Path, default=Path("models/thresholds.json"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    setup_logging()
+    params = load_params(args.params).export
+    out = args.out or Path(params.model_dir)
+    training = read_json(args.staging / "training.json")
+    run_id = training["run_id"]
+    scorer = Scorer(
+        definition=FeatureDefinition.from_dict(training["definition"]),
+        levels=training["levels"],
+        booster=lgb.Booster(model_file=str(args.staging / "model.txt")),
+        calibrator=Calibrator.from_dict(training["calibrator"]),
+        thresholds=Thresholds.from_dict(read_json(args.thresholds)),
+        metadata={
+            "name": params.model_name,
+            "version": f"run-{run_id[:8]}",
+            "run_id": run_id,
+            "git_commit": git_commit(),
+            "data_md5": dvc_out_hash("data/features"),
+            "metrics": read_json(args.metrics),
+            "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    scorer.save(out)
+    version = log_bundle_model(
+        out,
+        run_id=run_id,
+        model_name=params.model_name,
+        alias=params.alias,
+        register=params.register_model,
+    )
+    if version is not None:
+        scorer.with_metadata(version=version).save(out)
+    logger.info(
+        "export: bundle -> %s; MLflow %s version %s @%s (run %s)",
+        out,
+        params.model_name,
+        version or "(not registered)",
+        params.alias,
+        run_id,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The `predictive-scoring` command: demo data, batch scoring of CRM files, promotion, serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from predictive_scoring.errors import PredictiveScoringError
+
+app = typer.Typer(
+    name="predictive-scoring",
+    help="Predictive lead scoring: calibrated, explained, leakage-free.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+logger = logging.getLogger("predictive_scoring.cli")
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    from predictive_scoring.io import setup_logging
+
+    setup_logging("DEBUG" if verbose else "INFO")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="folder for the demo tables")] = Path("data/demo"),
+    n_leads: Annotated[int | None, typer.Option(help="override generate.n_leads")] = None,
+    events_per_lead: Annotated[float | None, typer.Option(help="mean events per lead")] = None,
+    seed: Annotated[int | None, typer.Option(help="override generate.seed")] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Simulate a B2B funnel (leads, events, outcomes) with known ground truth."""
+    from predictive_scoring.config import GenerateParams, load_params
+    from predictive_scoring.synth import generate_demo
+
+    base = load_params(params).generate if params.exists() else GenerateParams()
+    updates = {
+        k: v
+        for k, v in {"n_leads": n_leads, "events_per_lead": events_per_lead, "seed": seed}.items()
+        if v is not None
+    }
+    summary = generate_demo(out, base.model_copy(update=updates), progress=sys.stderr.isatty())
+    typer.echo(
+        f"{int(summary['n_leads'])} leads, {int(summary['n_events'])} events, "
+        f"{int(summary['n_outcomes'])} outcomes -> {out}"
+    )
+
+
+@app.command()
+def score(
+    leads: Annotated[Path, typer.Option(help="CSV or Parquet of leads (lead_id + attributes)")],
+    output: Annotated[Path, typer.Option(help="where to write the scored CSV")],
+    events: Annotated[
+        Path | None, typer.Option(help="CSV or Parquet of events (lead_id, event_type, ts)")
+    ] = None,
+    model: Annotated[Path, typer.Option(help="model bundle folder")] = Path(
+        "models/lead-scoring"
+    ),
+    as_of: Annotated[
+        str | None, typer.Option(help="score as of this UTC time (default: now)")
+    ] = None,
+) -> None:
+    """Score a CRM export into a file the CRM can import (written atomically)."""
+    from predictive_scoring.filescore import score_files
+
+    try:
+        n = score_files(leads=leads, events=events, output=output, bundle=model, as_of=as_of)
+    except PredictiveScoringError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"scored {n} leads -> {output}")
+
+
+@app.command()
+def promote(
+    force: Annotated[bool, typer.Option(help="promote even if it does not win")] = False,
+    params: ParamsOption = Path("params.yaml"),
+    features: Annotated[
+        Path, typer.Option(help="test features both models are measured on")
+    ] = Path("data/features/test.parquet"),
+) -> None:
+    """Give the challenger the champion alias if it is at least as good on the same test set."""
+    from predictive_scoring.config import load_params
+    from predictive_scoring.filescore import metric_on_features
+    from predictive_scoring.registry import promote_challenger
+
+    try:
+        p = load_params(params)
+        measure = None
+        if features.exists():
+            import pandas as pd
+
+            frame = pd.read_parquet(features)
+            metric = p.promote.metric
+
+            def measure(scorer):  # type: ignore[no-untyped-def]
+                return metric_on_features(scorer, frame, metric=metric)
+
+        result = promote_challenger(
+            model_name=p.export.model_name,
+            challenger_alias=p.export.alias,
+            champion_alias=p.promote.champion_alias,
+            metric=p.promote.metric,
+            greater_is_better=p.promote.greater_is_better,
+            force=force,
+            measure=measure,
+        )
+    except PredictiveScoringError as exc:
+        raise _fail(exc) from exc
+    champion = result.get("champion")
+    versus = (
+        f" (champion v{result['champion_version']}: {champion:.4f})" if champion is not None else ""
+    )
+    typer.echo(
+        f"promoted {result['model']} v{result['challenger_version']} to "
+        f"@{p.promote.champion_alias}: test {result['metric']} {result['challenger']:.4f}{versus}"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the scoring service (settings from PREDICTIVE_SCORING_* variables or .env)."""
+    import uvicorn
+
+    uvicorn.run(
+        "predictive_scoring.serve:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@app.command()
+def report(
+    params: ParamsOption = Path("params.yaml"),
+    output: Annotated[Path, typer.Option(help="HTML file to write")] = Path(
+        "reports/funnel.html"
+    ),
+) -> None:
+    """Write the funnel report (stage volumes, conversion, timing, lift) as one HTML file."""
+    from predictive_scoring.funnel import write_funnel_report
+
+    try:
+        write_funnel_report(params_path=params, output=output)
+    except PredictiveScoringError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"funnel report -> {output}")
+
+
+@app.command("api-key")
+def api_key() -> None:
+    """Print a new random API key (for PREDICTIVE_SCORING_API_KEYS)."""
+    import secrets
+
+    typer.echo(f"ps_{secrets.token_urlsafe(24)}")
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,196 @@
+"""Featurize: raw tables -> point-in-time snapshots -> features, split by lead cohort in time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from predictive_scoring.batch import build_snapshots, connect_duckdb, featurize_expr
+from predictive_scoring.config import DataParams, FeaturizeParams
+from predictive_scoring.errors import FeatureError
+from predictive_scoring.features import SECONDS_PER_DAY, FeatureDefinition, build_definition
+from predictive_scoring.schema import RawData
+
+__all__ = ["SPLITS", "FeatureSet", "featurize_dataset", "to_epoch_seconds"]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+def to_epoch_seconds(values: pd.Series) -> np.ndarray:
+    """Whole UTC epoch seconds (int64) of a tz-aware datetime column."""
+    ts = pd.to_datetime(values, utc=True)
+    return ts.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+@dataclass
+class FeatureSet:
+    """Featurised snapshots per split, the definition that made them, and a summary."""
+
+    frames: dict[str, pd.DataFrame]
+    definition: FeatureDefinition
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_by_time(leads: pd.DataFrame, params: FeaturizeParams) -> pd.Series:
+    """Latest-created leads to test, the ones before to valid, the rest to train."""
+    order = leads.sort_values(["created_s", "lead_id"], kind="stable")
+    n = len(order)
+    n_test = max(1, round(n * params.test_fraction))
+    n_valid = max(1, round(n * params.valid_fraction))
+    split = np.array(["train"] * n, dtype=object)
+    split[n - n_test :] = "test"
+    split[n - n_test - n_valid : n - n_test] = "valid"
+    return pd.Series(split, index=order["lead_id"].to_numpy(), name="split")
+
+
+def _split_stratified(leads: pd.DataFrame, params: FeaturizeParams) -> pd.Series:
+    """Stratified random split, for exports without a creation timestamp."""
+    ids = leads["lead_id"].to_numpy()
+    y = leads["label"].to_numpy()
+    rest, test = train_test_split(
+        ids, test_size=params.test_fraction, stratify=y, random_state=params.seed
+    )
+    rest_y = leads.set_index("lead_id").loc[rest, "label"].to_numpy()
+    valid_share = params.valid_fraction / (1 - params.test_fraction)
+    train, valid = train_test_split(
+        rest, test_size=valid_share, stratify=rest_y, random_state=params.seed
+    )
+    split = pd.Series("train", index=ids, name="split", dtype=object)
+    split[valid] = "valid"
+    split[test] = "test"
+    return split
+
+
+def _weeks(as_of: pd.Series) -> float:
+    if as_of.empty:
+        return 0.0
+    span = float(as_of.max() - as_of.min()) / (7 * SECONDS_PER_DAY)
+    return max(span, 1.0)
+
+
+def featurize_dataset(
+    raw: RawData,
+    data: DataParams,
+    params: FeaturizeParams,
+    *,
+    con: Any | None = None,
+) -> FeatureSet:
+    """Build snapshots, labels and features for every split with the batch executor."""
+    con = con or connect_duckdb()
+    leads = raw.leads.copy()
+    has_created = "created_at" in leads.columns and leads["created_at"].notna().all()
+    leads["created_s"] = to_epoch_seconds(leads["created_at"]) if has_created else 0
+    events = raw.events
+    has_events = events is not None and len(events) > 0
+    definition = build_definition(
+        event_types=events["event_type"].dropna().astype(str).unique() if has_events else (),
+        attribute_types=raw.attribute_types,
+        windows_days=params.windows_days,
+        half_life_days=params.half_life_days,
+        active_days_window=params.active_days_window,
+        job_title_column=data.job_title_column if data.job_title_column in leads else None,
+        email_column=data.email_column if data.email_column in leads else None,
+        employees_column=data.employees_column if data.employees_column in leads else None,
+        has_events=has_events,
+        has_created_at=has_created,
+    )
+    notes: list[str] = []
+    if data.format == "flat":
+        snaps = leads[["lead_id", "created_s", "label"]].assign(
+            as_of_s=leads["created_s"], offset_days=0
+        )
+        if has_created:
+            split = _split_by_time(leads, params)
+            notes.append("split by lead creation time (created_at)")
+        else:
+            split = _split_stratified(leads, params)
+            notes.append("no creation timestamps: stratified random split, not a time split")
+        snaps = snaps.assign(split=snaps["lead_id"].map(split))
+        snap_t = ibis.memtable(snaps)
+    else:
+        if raw.outcomes is None:
+            raise FeatureError("the contract format needs an outcomes table (data.outcomes)")
+        outcomes = raw.outcomes.assign(ts_s=to_epoch_seconds(raw.outcomes["ts"]))
+        ends = [int(leads["created_s"].max()), int(outcomes["ts_s"].max())]
+        if has_events:
+            ends.append(int(to_epoch_seconds(events["ts"]).max()))  # type: ignore[index]
+        data_end_s = (
+            int(to_epoch_seconds(pd.Series([params.data_end]))[0])
+            if params.data_end
+            else max(ends)
+        )
+        snap_expr = build_snapshots(
+            ibis.memtable(leads[["lead_id", "created_s"]]),
+            ibis.memtable(outcomes[["lead_id", "stage", "ts_s"]]),
+            offsets_days=params.offsets_days,
+            target_stage=params.target_stage,
+            horizon_days=params.horizon_days,
+            data_end_s=data_end_s,
+        )
+        snaps = con.to_pandas(snap_expr)
+        if snaps.empty:
+            raise FeatureError(
+                "no snapshot survives censoring: every lead's horizon runs past the end of the "
+                f"data; shorten featurize.horizon_days (now {params.horizon_days})"
+            )
+        with_snaps = leads[leads["lead_id"].isin(snaps["lead_id"].unique())]
+        split = _split_by_time(with_snaps, params)
+        snaps = snaps.assign(split=snaps["lead_id"].map(split))
+        snap_t = ibis.memtable(snaps)
+        notes.append(
+            f"snapshots at {params.offsets_days} days, target '{params.target_stage}' within "
+            f"{params.horizon_days} days, data end {pd.Timestamp(data_end_s, unit='s')}"
+        )
+    ev_t = None
+    if has_events:
+        assert events is not None
+        ev = events[["lead_id", "event_type"]].assign(ts_s=to_epoch_seconds(events["ts"]))
+        ev_t = ibis.memtable(ev)
+    attr_cols = ["lead_id"] + [
+        c
+        for c in {
+            *(n for n, _ in definition.attributes),
+            definition.job_title_column,
+            definition.email_column,
+            definition.employees_column,
+        }
+        if c
+    ]
+    leads_t = ibis.memtable(leads[sorted(set(attr_cols), key=attr_cols.index)])
+    table = con.to_pandas(featurize_expr(snap_t, leads_t, ev_t, definition))
+    table.insert(2, "as_of", pd.to_datetime(table["as_of_s"], unit="s", utc=True))
+    frames = {s: table[table["split"] == s].reset_index(drop=True) for s in SPLITS}
+    summary: dict[str, Any] = {
+        "n_features": len(definition.feature_names),
+        "n_event_types": len(definition.event_types),
+        "notes": notes,
+        "split": "time" if (data.format == "contract" or has_created) else "stratified_random",
+    }
+    for s, frame in frames.items():
+        summary[s] = {
+            "snapshots": len(frame),
+            "leads": int(frame["lead_id"].nunique()),
+            "positive_rate": float(frame["label"].mean()) if len(frame) else 0.0,
+            "weeks": _weeks(frame["as_of_s"]),
+        }
+        if frame.empty or frame["label"].nunique() < 2:
+            raise FeatureError(
+                f"the '{s}' split has {len(frame)} snapshots and "
+                f"{int(frame['label'].sum()) if len(frame) else 0} positives; it needs both "
+                "classes: add data, lengthen featurize.horizon_days or change the split fractions"
+            )
+    return FeatureSet(frames=frames, definition=definition, summary=summary)
+
+
+def split_weeks(summary: Mapping[str, Any], split: str) -> float:
+    """Weeks spanned by a split's snapshots, for per-week volumes."""
+    return float(summary.get(split, {}).get("weeks", 1.0))

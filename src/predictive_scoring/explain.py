@@ -1,0 +1,102 @@
+"""Readable text for a feature value, so a salesperson can read why a lead scored as it did."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from predictive_scoring.features import (
+    BAND_FEATURE,
+    EMAIL_FEATURE,
+    FUNCTION_FEATURE,
+    SENIORITY_FEATURE,
+    FeatureDefinition,
+)
+
+__all__ = ["describe_feature", "feature_group"]
+
+EVENT_LABELS: dict[str, tuple[str, str]] = {
+    "web_visit": ("web visit", "visited the website"),
+    "pricing_page_view": ("pricing page view", "viewed the pricing page"),
+    "content_download": ("content download", "downloaded content"),
+    "webinar_registered": ("webinar registration", "registered for a webinar"),
+    "webinar_attended": ("webinar attended", "attended a webinar"),
+    "email_open": ("e-mail open", "opened an e-mail"),
+    "email_click": ("e-mail click", "clicked an e-mail"),
+    "form_submit": ("form submission", "submitted a form"),
+    "demo_request": ("demo request", "requested a demo"),
+    "contact_sales": ("contact-sales request", "asked to talk to sales"),
+    "trade_show_visit": ("trade-show visit", "visited our trade-show booth"),
+}
+
+
+def _event_label(definition: FeatureDefinition, slug: str) -> tuple[str, str]:
+    for event_type in definition.event_types:
+        if definition.type_slug(event_type) == slug:
+            if event_type in EVENT_LABELS:
+                return EVENT_LABELS[event_type]
+            words = event_type.replace("_", " ")
+            return words, f"had a {words}"
+    words = slug.replace("_", " ")
+    return words, f"had a {words}"
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" + ("" if n == 1 else "s")
+
+
+def feature_group(name: str, definition: FeatureDefinition) -> str:
+    """The event type or attribute a feature belongs to, for grouping in reports."""
+    for event_type in definition.event_types:
+        slug = definition.type_slug(event_type)
+        if name.endswith(f"_{slug}") or f"_{slug}_" in name:
+            return event_type
+    return name
+
+
+def describe_feature(
+    name: str, value: float, definition: FeatureDefinition, levels: Mapping[str, Sequence[str]]
+) -> str:
+    """One short sentence for a feature and its (encoded) value."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if name in levels:
+        if missing or not 0 <= int(value) < len(levels[name]):
+            shown = "unknown"
+        else:
+            shown = levels[name][int(value)]
+        if name == SENIORITY_FEATURE:
+            return f"seniority from the job title: {shown}"
+        if name == FUNCTION_FEATURE:
+            return f"function from the job title: {shown}"
+        if name == BAND_FEATURE:
+            return f"company size: {shown} employees"
+        return f"{name.replace('_', ' ')} is {shown}"
+    if name == EMAIL_FEATURE:
+        if missing:
+            return "no usable e-mail address"
+        return "uses a free e-mail domain" if value >= 0.5 else "uses a company e-mail domain"
+    if name == "lead_age_days":
+        return f"lead created {value:.0f} days ago"
+    if name == "n_events_total":
+        return f"{_plural(value, 'engagement event')} so far"
+    if name == definition.active_days_name:
+        return (
+            f"active on {_plural(value, 'day')} in the last "
+            f"{definition.active_days_window} days"
+        )
+    if name.startswith("n_") and name.endswith("d"):
+        body, _, window = name[2:].rpartition("_")
+        noun, _ = _event_label(definition, body)
+        return f"{_plural(value, noun)} in the last {window.rstrip('d')} days"
+    if name.startswith("days_since_"):
+        noun, verb = _event_label(definition, name[len("days_since_") :])
+        if missing:
+            return f"no {noun} yet"
+        return f"{verb} {value:.0f} days ago" if value >= 1 else f"{verb} today"
+    if name.startswith("decayed_"):
+        noun, _ = _event_label(definition, name[len("decayed_") :])
+        level = "high" if value >= 2 else "some" if value >= 0.25 else "little"
+        return f"{level} recent {noun} activity"
+    if missing:
+        return f"{name.replace('_', ' ')} is missing"
+    return f"{name.replace('_', ' ')} is {value:g}"

@@ -1,0 +1,287 @@
+"""MLflow: the tracking store, the pyfunc that wraps the whole scorer, the registry and promotion.
+
+The default tracking store is a SQLite file in the project (nothing to start); the environment
+variable ``MLFLOW_TRACKING_URI`` points it elsewhere (a server with PostgreSQL, for example).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from predictive_scoring.errors import ModelRegistryError, PromotionRefused
+from predictive_scoring.scoring import Scorer, batch_from_frames, results_frame
+
+__all__ = [
+    "LeadScoringPyfunc",
+    "default_tracking_uri",
+    "ensure_experiment",
+    "load_registered_scorer",
+    "log_bundle_model",
+    "promote_challenger",
+    "pyfunc_input_frame",
+]
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_ARTIFACT = "bundle"
+
+
+def default_tracking_uri(root: str | Path = ".") -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store ``mlflow.db`` at the project root."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def ensure_experiment(name: str, *, root: str | Path = ".") -> str:
+    """Create the experiment if needed; returns its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(default_tracking_uri(root))
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(mlflow.create_experiment(name))
+
+
+def pyfunc_input_frame(
+    leads: pd.DataFrame, events: pd.DataFrame | None, *, as_of: str | None = None
+) -> pd.DataFrame:
+    """The pyfunc's input: one row per lead, its events as a JSON list in column ``events``."""
+    frame = leads.copy()
+    if events is not None and len(events):
+        ev = events.assign(ts=pd.to_datetime(events["ts"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        grouped = ev.groupby(ev["lead_id"].astype(str))[["event_type", "ts"]].apply(
+            lambda g: json.dumps(g.to_dict("records"))
+        )
+        frame["events"] = frame["lead_id"].astype(str).map(grouped).fillna("[]")
+    else:
+        frame["events"] = "[]"
+    if as_of is not None:
+        frame["as_of"] = as_of
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+            frame[col] = frame[col].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return frame
+
+
+class _PyfuncBase:
+    """Shared scoring logic, kept apart from the MLflow base class for plain reuse."""
+
+    scorer: Scorer
+
+    def score_frame(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        events: pd.DataFrame | None = None
+        if "events" in frame.columns:
+            rows: list[dict[str, Any]] = []
+            for lead_id, raw in zip(frame["lead_id"].astype(str), frame["events"], strict=True):
+                if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+                    continue
+                items = json.loads(raw) if isinstance(raw, str) else list(raw)
+                rows += [{"lead_id": lead_id, **dict(item)} for item in items]
+            events = pd.DataFrame(rows, columns=["lead_id", "event_type", "ts"]) if rows else None
+        batch, ids = batch_from_frames(frame, events, source="model input")
+        results = self.scorer.score_batch(batch, ids)
+        out = results_frame(results, version=self.scorer.version)
+        return out.drop(columns=["lead_id"])
+
+
+try:  # mlflow is a hard dependency, but keep import failures readable
+    import mlflow.pyfunc
+
+    class LeadScoringPyfunc(_PyfuncBase, mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        """The whole scorer as an MLflow pyfunc: raw leads and events in, scores out."""
+
+        def load_context(self, context: Any) -> None:
+            self.scorer = Scorer.load(context.artifacts[BUNDLE_ARTIFACT])
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            return self.score_frame(model_input)
+
+except ImportError as exc:  # pragma: no cover
+    raise ModelRegistryError(f"mlflow is not importable: {exc}") from exc
+
+
+def _signature(scorer: Scorer) -> Any:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    cols = [
+        ColSpec("string", "lead_id"),
+        ColSpec("string", "created_at", required=False),
+        ColSpec("string", "as_of", required=False),
+        ColSpec("string", "events", required=False),
+    ]
+    seen = {"lead_id", "created_at", "as_of", "events"}
+    d = scorer.definition
+    for name, kind in d.attributes:
+        if name not in seen:
+            cols.append(ColSpec("double" if kind == "numeric" else "string", name, required=False))
+            seen.add(name)
+    for extra in (d.job_title_column, d.email_column):
+        if extra and extra not in seen:
+            cols.append(ColSpec("string", extra, required=False))
+            seen.add(extra)
+    if d.employees_column and d.employees_column not in seen:
+        cols.append(ColSpec("double", d.employees_column, required=False))
+    outputs = Schema(
+        [
+            ColSpec("double", "probability"),
+            ColSpec("long", "score"),
+            ColSpec("string", "stage"),
+            ColSpec("string", "grade"),
+            ColSpec("string", "top_positive_reasons"),
+            ColSpec("string", "top_negative_reasons"),
+            ColSpec("string", "model_version"),
+        ]
+    )
+    return ModelSignature(inputs=Schema(cols), outputs=outputs)
+
+
+def log_bundle_model(
+    bundle_dir: str | Path,
+    *,
+    run_id: str,
+    model_name: str,
+    alias: str,
+    register: bool = True,
+    root: str | Path = ".",
+) -> str | None:
+    """Log the bundle as a pyfunc to ``run_id``, register a version, and set ``alias`` on it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(default_tracking_uri(root))
+    scorer = Scorer.load(bundle_dir)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LeadScoringPyfunc(),
+            artifacts={BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
+            signature=_signature(scorer),
+            pip_requirements=["predictive-scoring", "mlflow", "lightgbm", "pandas", "numpy"],
+        )
+        if not register:
+            return None
+        version = mlflow.register_model(info.model_uri, model_name)
+    client = MlflowClient()
+    client.set_registered_model_alias(model_name, alias, version.version)
+    metrics = mlflow.get_run(run_id).data.metrics
+    for key, value in metrics.items():
+        if key.startswith("test_"):
+            client.set_model_version_tag(model_name, version.version, key, str(value))
+    logger.info("registered %s version %s as @%s", model_name, version.version, alias)
+    return str(version.version)
+
+
+def load_registered_scorer(model_name: str, alias: str, *, root: str | Path = ".") -> Scorer:
+    """The scorer behind ``models:/<name>@<alias>``, with the registry version in its metadata."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(default_tracking_uri(root))
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(model_name, alias)
+        local = mlflow.artifacts.download_artifacts(f"models:/{model_name}@{alias}")
+    except MlflowException as exc:
+        raise ModelRegistryError(
+            f"cannot load models:/{model_name}@{alias} from {mlflow.get_tracking_uri()}: {exc}. "
+            "Run `dvc repro` and `predictive-scoring promote`, or unset MLFLOW_TRACKING_URI to "
+            "serve the bundle in models/"
+        ) from exc
+    found = sorted(Path(local).glob("artifacts/*/bundle.json"))
+    if not found:
+        raise ModelRegistryError(
+            f"models:/{model_name}@{alias} holds no model bundle (no artifacts/*/bundle.json); "
+            "it was not logged by this project's export stage"
+        )
+    return Scorer.load(found[0].parent).with_metadata(
+        name=model_name, version=str(mv.version), alias=alias
+    )
+
+
+def _metric_of(client: Any, model_name: str, version: str, metric: str) -> float:
+    mv = client.get_model_version(model_name, version)
+    tag = mv.tags.get(f"test_{metric}")
+    if tag is not None:
+        return float(tag)
+    if mv.run_id:
+        value = client.get_run(mv.run_id).data.metrics.get(f"test_{metric}")
+        if value is not None:
+            return float(value)
+    raise ModelRegistryError(
+        f"{model_name} version {version} has no test_{metric} metric; pick a logged metric "
+        "in params.yaml promote.metric"
+    )
+
+
+def promote_challenger(
+    *,
+    model_name: str,
+    challenger_alias: str,
+    champion_alias: str,
+    metric: str,
+    greater_is_better: bool,
+    force: bool = False,
+    root: str | Path = ".",
+    measure: Callable[[Scorer], float] | None = None,
+) -> Mapping[str, Any]:
+    """Give the challenger the champion alias if it is at least as good on the test metric.
+
+    With ``measure``, both models are loaded and scored on the same (current) test set; without
+    it, the test metric each version logged is compared.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(default_tracking_uri(root))
+    client = MlflowClient()
+    try:
+        challenger = client.get_model_version_by_alias(model_name, challenger_alias)
+    except MlflowException as exc:
+        raise ModelRegistryError(
+            f"no {model_name}@{challenger_alias} in {mlflow.get_tracking_uri()}; run `dvc repro`"
+        ) from exc
+    try:
+        champion = client.get_model_version_by_alias(model_name, champion_alias)
+    except MlflowException:
+        champion = None
+
+    def value(alias: str, version: str) -> float:
+        if measure is not None:
+            return float(measure(load_registered_scorer(model_name, alias, root=root)))
+        return _metric_of(client, model_name, version, metric)
+
+    new = value(challenger_alias, challenger.version)
+    result: dict[str, Any] = {
+        "model": model_name,
+        "challenger_version": challenger.version,
+        "challenger": new,
+        "metric": metric,
+    }
+    if champion is not None and champion.version != challenger.version:
+        old = value(champion_alias, champion.version)
+        result |= {"champion_version": champion.version, "champion": old}
+        better = new >= old if greater_is_better else new <= old
+        if not better and not force:
+            raise PromotionRefused(
+                f"challenger v{challenger.version} test {metric}={new:.4f} does not beat "
+                f"champion v{champion.version} test {metric}={old:.4f}; use --force to promote "
+                "anyway"
+            )
+    client.set_registered_model_alias(model_name, champion_alias, challenger.version)
+    result["promoted"] = True
+    return result

@@ -1,0 +1,413 @@
+"""The scorer: the model bundle on disk and the one scoring path behind every consumer.
+
+The service, the CRM file scorer and the MLflow pyfunc all call :meth:`Scorer.score_batch`, which
+runs the online executor, the LightGBM booster, the calibrator, the thresholds and the reasons.
+The bundle holds everything needed to score without MLflow (DESIGN section 5), with no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from predictive_scoring.calibration import Calibrator
+from predictive_scoring.errors import BundleError, ScoringInputError
+from predictive_scoring.explain import describe_feature
+from predictive_scoring.features import FeatureDefinition
+from predictive_scoring.online import LeadBatch, OnlineExecutor
+from predictive_scoring.thresholds import Thresholds, assign_grade, assign_stage
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "LeadInput",
+    "Reason",
+    "ScoreResult",
+    "Scorer",
+    "batch_from_frames",
+    "epoch_seconds_of",
+    "probability_to_score",
+    "results_frame",
+]
+
+BUNDLE_FORMAT = 1
+MODEL_FILE = "model.txt"
+META_FILE = "bundle.json"
+
+
+@dataclass(frozen=True)
+class LeadInput:
+    """One lead to score: attributes, events as (event_type, epoch seconds), times in seconds."""
+
+    lead_id: str
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    events: Sequence[tuple[str, int]] = ()
+    created_at: float | None = None
+    as_of: int | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One signed factor behind a score; impact is in log-odds (SHAP, LightGBM pred_contrib)."""
+
+    feature: str
+    text: str
+    impact: float
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    lead_id: str
+    probability: float
+    score: int
+    stage: str
+    grade: str
+    positive: list[Reason]
+    negative: list[Reason]
+
+
+def probability_to_score(p: np.ndarray) -> np.ndarray:
+    """1-99 integer score from a probability."""
+    return np.clip(np.rint(np.asarray(p) * 100.0), 1, 99).astype(np.int64)
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Scorer:
+    """A loaded model: definition, booster, calibrator, thresholds and metadata."""
+
+    def __init__(
+        self,
+        *,
+        definition: FeatureDefinition,
+        levels: Mapping[str, Sequence[str]],
+        booster: lgb.Booster,
+        calibrator: Calibrator,
+        thresholds: Thresholds,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.definition = definition
+        self.levels = {k: list(v) for k, v in levels.items()}
+        self.booster = booster
+        self.calibrator = calibrator
+        self.thresholds = thresholds
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.executor = OnlineExecutor(definition, self.levels)
+        self.feature_names = definition.feature_names
+        if booster.num_feature() != len(self.feature_names):
+            raise BundleError(
+                f"the model expects {booster.num_feature()} features but the definition has "
+                f"{len(self.feature_names)}; re-export the bundle"
+            )
+
+    # --- identity -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", "lead-scoring"))
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.get("version", "unregistered"))
+
+    def with_metadata(self, **updates: Any) -> Scorer:
+        """A copy with updated metadata (for example the registry version once registered)."""
+        return Scorer(
+            definition=self.definition,
+            levels=self.levels,
+            booster=self.booster,
+            calibrator=self.calibrator,
+            thresholds=self.thresholds,
+            metadata={**self.metadata, **updates},
+        )
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle atomically: into a temp dir beside ``path``, then rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.booster.save_model(str(tmp / MODEL_FILE))
+            meta = {
+                "format": BUNDLE_FORMAT,
+                "definition": self.definition.to_dict(),
+                "levels": self.levels,
+                "calibrator": self.calibrator.to_dict(),
+                "thresholds": self.thresholds.to_dict(),
+                "metadata": {**self.metadata, "model_sha256": _file_sha256(tmp / MODEL_FILE)},
+            }
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scorer:
+        """Load a bundle directory; errors say which file is missing or broken."""
+        path = Path(path)
+        meta_path, model_path = path / META_FILE, path / MODEL_FILE
+        for required in (meta_path, model_path):
+            if not required.exists():
+                raise BundleError(
+                    f"{required}: not found; run `dvc repro` (or the export stage) to build "
+                    "the model bundle"
+                )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{meta_path}: not valid JSON ({exc})") from exc
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{meta_path}: bundle format {meta.get('format')!r}, this version reads "
+                f"{BUNDLE_FORMAT}; re-export the bundle"
+            )
+        expected = meta.get("metadata", {}).get("model_sha256")
+        if expected and expected != _file_sha256(model_path):
+            raise BundleError(f"{model_path}: checksum does not match {meta_path}; re-export")
+        try:
+            booster = lgb.Booster(model_file=str(model_path))
+        except lgb.basic.LightGBMError as exc:
+            raise BundleError(f"{model_path}: LightGBM cannot read it ({exc})") from exc
+        return cls(
+            definition=FeatureDefinition.from_dict(meta["definition"]),
+            levels=meta["levels"],
+            booster=booster,
+            calibrator=Calibrator.from_dict(meta["calibrator"]),
+            thresholds=Thresholds.from_dict(meta["thresholds"]),
+            metadata=meta.get("metadata", {}),
+        )
+
+    # --- scoring ------------------------------------------------------------------------------
+    def predict_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for a feature matrix in definition order."""
+        raw = self.booster.predict(np.ascontiguousarray(X, dtype=np.float64))
+        return self.calibrator.transform(np.asarray(raw, dtype=np.float64))
+
+    def to_batch(self, leads: Sequence[LeadInput], *, now: int | None = None) -> LeadBatch:
+        """Arrange leads into the executor's columnar batch; as_of defaults to ``now``."""
+        now_s = int(time.time()) if now is None else int(now)
+        n = len(leads)
+        columns: dict[str, list[object]] = {}
+        wanted = [name for name, _ in self.definition.attributes]
+        for extra in (
+            self.definition.job_title_column,
+            self.definition.email_column,
+            self.definition.employees_column,
+        ):
+            if extra and extra not in wanted:
+                wanted.append(extra)
+        for name in wanted:
+            columns[name] = [lead.attributes.get(name) for lead in leads]
+        as_of = np.fromiter(
+            (lead.as_of if lead.as_of is not None else now_s for lead in leads),
+            dtype=np.int64,
+            count=n,
+        )
+        created = np.fromiter(
+            (math.nan if lead.created_at is None else lead.created_at for lead in leads),
+            dtype=np.float64,
+            count=n,
+        )
+        sizes = [len(lead.events) for lead in leads]
+        event_lead = np.repeat(np.arange(n, dtype=np.int64), sizes)
+        event_type = [e[0] for lead in leads for e in lead.events]
+        event_ts = np.fromiter(
+            (e[1] for lead in leads for e in lead.events), dtype=np.int64, count=sum(sizes)
+        )
+        return LeadBatch(
+            attributes=columns,
+            as_of=as_of,
+            created=created,
+            event_lead=event_lead,
+            event_type=event_type,
+            event_ts=event_ts,
+        )
+
+    def score_batch(
+        self,
+        batch: LeadBatch,
+        lead_ids: Sequence[str],
+        *,
+        n_reasons: int = 3,
+    ) -> list[ScoreResult]:
+        """Score a columnar batch: one vectorised pass for features, model and reasons."""
+        if len(lead_ids) != batch.size:
+            raise ScoringInputError(
+                f"{len(lead_ids)} lead ids for {batch.size} leads", field="lead_id"
+            )
+        X = self.executor.transform(batch)
+        p = self.predict_matrix(X)
+        stages = assign_stage(p, self.thresholds)
+        grades = assign_grade(p, self.thresholds)
+        scores = probability_to_score(p)
+        positives: list[list[Reason]] = [[] for _ in range(batch.size)]
+        negatives: list[list[Reason]] = [[] for _ in range(batch.size)]
+        if n_reasons > 0:
+            contrib = np.asarray(
+                self.booster.predict(np.ascontiguousarray(X), pred_contrib=True)
+            )[:, :-1]
+            for i in range(batch.size):
+                positives[i], negatives[i] = self._reasons(X[i], contrib[i], n_reasons)
+        return [
+            ScoreResult(
+                lead_id=str(lead_ids[i]),
+                probability=float(p[i]),
+                score=int(scores[i]),
+                stage=str(stages[i]),
+                grade=str(grades[i]),
+                positive=positives[i],
+                negative=negatives[i],
+            )
+            for i in range(batch.size)
+        ]
+
+    def score(
+        self, leads: Sequence[LeadInput], *, now: int | None = None, n_reasons: int = 3
+    ) -> list[ScoreResult]:
+        """Score leads given as :class:`LeadInput` records."""
+        batch = self.to_batch(leads, now=now)
+        return self.score_batch(batch, [lead.lead_id for lead in leads], n_reasons=n_reasons)
+
+    def _reasons(
+        self, x: np.ndarray, contrib: np.ndarray, k: int
+    ) -> tuple[list[Reason], list[Reason]]:
+        order = np.argsort(contrib)
+        top_pos = [j for j in order[::-1][:k] if contrib[j] > 0]
+        top_neg = [j for j in order[:k] if contrib[j] < 0]
+
+        def reason(j: int) -> Reason:
+            name = self.feature_names[j]
+            return Reason(
+                feature=name,
+                text=describe_feature(name, float(x[j]), self.definition, self.levels),
+                impact=round(float(contrib[j]), 6),
+            )
+
+        return [reason(int(j)) for j in top_pos], [reason(int(j)) for j in top_neg]
+
+
+def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") -> np.ndarray:
+    """Whole UTC epoch seconds of a column of timestamps (NaN where missing).
+
+    Raises :class:`ScoringInputError` naming the field and the first bad row.
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=np.float64)
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    bad = parsed.isna() & values.notna() & (values.astype("string").str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ScoringInputError(
+            f"{source}: column '{field}' row {row + 1}: cannot parse {values.iloc[row]!r} as a "
+            "timestamp; use ISO 8601 such as 2025-03-01T12:00:00Z",
+            field=field,
+            row=row + 1,
+        )
+    out = np.full(len(parsed), math.nan)
+    ok = parsed.notna().to_numpy()
+    out[ok] = parsed[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    return out
+
+
+def batch_from_frames(
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    now: int | None = None,
+    source: str = "leads",
+    id_column: str = "lead_id",
+    created_column: str = "created_at",
+    as_of_column: str = "as_of",
+) -> tuple[LeadBatch, list[str]]:
+    """A columnar batch from a leads frame and an optional events frame (vectorised)."""
+    if id_column not in leads.columns:
+        raise ScoringInputError(
+            f"{source}: required column '{id_column}' is missing", field=id_column
+        )
+    lead_ids = leads[id_column].astype(str).tolist()
+    n = len(leads)
+    now_s = int(time.time()) if now is None else int(now)
+    if as_of_column in leads.columns:
+        as_of_f = epoch_seconds_of(leads[as_of_column], field=as_of_column, source=source)
+        as_of = np.where(np.isnan(as_of_f), now_s, as_of_f).astype(np.int64)
+    else:
+        as_of = np.full(n, now_s, dtype=np.int64)
+    if created_column in leads.columns:
+        created = epoch_seconds_of(leads[created_column], field=created_column, source=source)
+    else:
+        created = np.full(n, math.nan)
+    attributes = {
+        c: leads[c].astype(object).where(leads[c].notna(), None).tolist()
+        for c in leads.columns
+        if c not in (id_column, created_column, as_of_column, "events")
+    }
+    if events is not None and len(events):
+        for col in ("lead_id", "event_type", "ts"):
+            if col not in events.columns:
+                raise ScoringInputError(f"events: required column '{col}' is missing", field=col)
+        row_of = pd.Series(np.arange(n), index=pd.Index(lead_ids))
+        if not row_of.index.is_unique:
+            dupes = row_of.index[row_of.index.duplicated()].unique()[:5].tolist()
+            raise ScoringInputError(f"{source}: duplicate lead ids {dupes}", field=id_column)
+        idx = row_of.reindex(events["lead_id"].astype(str)).to_numpy()
+        known = ~np.isnan(idx)
+        ts = epoch_seconds_of(events["ts"], field="ts", source="events")
+        known &= ~np.isnan(ts)
+        event_lead = idx[known].astype(np.int64)
+        event_type = events["event_type"].astype(str).to_numpy()[known].tolist()
+        event_ts = ts[known].astype(np.int64)
+    else:
+        event_lead = np.empty(0, dtype=np.int64)
+        event_type = []
+        event_ts = np.empty(0, dtype=np.int64)
+    batch = LeadBatch(
+        attributes=attributes,
+        as_of=as_of,
+        created=created,
+        event_lead=event_lead,
+        event_type=event_type,
+        event_ts=event_ts,
+    )
+    return batch, lead_ids
+
+
+def results_frame(results: Sequence[ScoreResult], *, version: str) -> pd.DataFrame:
+    """Score results as a flat table a CRM can import."""
+
+    def text(reasons: list[Reason]) -> str:
+        return "; ".join(f"{r.text} ({r.impact:+.2f})" for r in reasons)
+
+    return pd.DataFrame(
+        {
+            "lead_id": [r.lead_id for r in results],
+            "probability": [r.probability for r in results],
+            "score": [r.score for r in results],
+            "stage": [r.stage for r in results],
+            "grade": [r.grade for r in results],
+            "top_positive_reasons": [text(r.positive) for r in results],
+            "top_negative_reasons": [text(r.negative) for r in results],
+            "model_version": version,
+        }
+    )

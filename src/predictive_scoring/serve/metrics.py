@@ -1,0 +1,90 @@
+"""Prometheus metrics in a registry owned by one app instance, and the middleware that feeds it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["MetricsMiddleware", "ServiceMetrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ServiceMetrics:
+    """Request count and latency by route, leads by stage, the model version serving."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "predictive_scoring_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "predictive_scoring_request_duration_seconds",
+            "Time from the request to the end of the response, by route template.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.leads = Counter(
+            "predictive_scoring_leads_scored",
+            "Leads scored, by the stage they were given.",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "predictive_scoring_model_info",
+            "1 for the model version now serving.",
+            ["name", "version"],
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "predictive_scoring_model_reloads",
+            "Model loads by outcome (loaded, unchanged, refused).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def count_stages(self, stages: Iterable[str]) -> None:
+        for stage, n in Tally(stages).items():
+            self.leads.labels(stage).inc(n)
+
+    def set_model(self, name: str, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(name, version).set(1)
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware overhead); labels by route template, not raw path."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(method, template, str(status)).inc()

@@ -1,0 +1,49 @@
+"""POST /v1/admin/reload: load the model again through the loader and swap it in atomically."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from predictive_scoring.errors import PredictiveScoringError
+from predictive_scoring.serve.convert import RequestProblem
+from predictive_scoring.serve.deps import Authenticated, Holder, Metrics
+from predictive_scoring.serve.responses import OrjsonResponse
+from predictive_scoring.serve.schemas import ErrorResponse, ReloadResponse
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Authenticated])
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    responses={
+        403: {"model": ErrorResponse, "description": "Not an admin key"},
+        409: {"model": ErrorResponse, "description": "The new model was refused; old one stays"},
+    },
+    summary="Load the current champion (or bundle) now",
+)
+async def reload_model(holder: Holder, metrics: Metrics) -> OrjsonResponse:
+    """Requests in flight finish on the old model; the response names the version now serving."""
+    try:
+        previous, changed = await holder.reload()
+    except PredictiveScoringError as exc:
+        metrics.reloads.labels("refused").inc()
+        raise RequestProblem([], f"new model refused, still serving the old one: {exc}",
+                             "model_refused", status_code=409) from exc
+    except Exception as exc:
+        metrics.reloads.labels("refused").inc()
+        raise RequestProblem([], f"new model refused, still serving the old one: {exc}",
+                             "model_refused", status_code=500) from exc
+    current = holder.current
+    assert current is not None
+    metrics.reloads.labels("loaded" if changed else "unchanged").inc()
+    metrics.set_model(current.scorer.name, current.version)
+    return OrjsonResponse(
+        {
+            "previous_version": previous.version if previous else None,
+            "version": current.version,
+            "changed": changed,
+        }
+    )

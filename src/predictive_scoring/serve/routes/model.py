@@ -1,0 +1,41 @@
+"""GET /v1/model: what is serving."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from predictive_scoring.serve.deps import Authenticated, CurrentModel
+from predictive_scoring.serve.responses import OrjsonResponse
+from predictive_scoring.serve.schemas import ModelInfoResponse
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/model", tags=["model"], dependencies=[Authenticated])
+
+
+@router.get("", response_model=ModelInfoResponse, summary="The model now serving")
+def model_info(model: CurrentModel) -> OrjsonResponse:
+    """Name, version, metrics from the bundle metadata, thresholds and the feature list."""
+    scorer = model.scorer
+    meta = scorer.metadata
+    metrics = meta.get("metrics")
+    if not isinstance(metrics, dict):
+        metrics = {k: v for k, v in meta.items() if isinstance(v, int | float) and "metric" in k}
+    d = scorer.definition
+    body = ModelInfoResponse(
+        name=scorer.name,
+        version=scorer.version,
+        alias=meta.get("alias"),
+        loaded_at=model.loaded_at,
+        metrics=metrics,
+        thresholds={
+            "mql": scorer.thresholds.mql,
+            "sql": scorer.thresholds.sql,
+            "base_rate": scorer.thresholds.base_rate,
+        },
+        features=list(scorer.feature_names),
+        categorical_features=d.categorical_features,
+        event_types=list(d.event_types),
+        attributes=dict(d.attributes),
+    )
+    return OrjsonResponse(body.model_dump(mode="json"))

@@ -1,0 +1,322 @@
+"""Request and response models of the scoring API, with examples for the /docs page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+__all__ = [
+    "AttributeValue",
+    "BatchRequest",
+    "BatchResponse",
+    "ErrorItem",
+    "ErrorResponse",
+    "EventIn",
+    "HealthResponse",
+    "LeadIn",
+    "ModelInfoResponse",
+    "ModelRef",
+    "ReadyResponse",
+    "ReasonOut",
+    "Reasons",
+    "ReloadResponse",
+    "ScoreItem",
+    "ScoreResponse",
+    "ThresholdsOut",
+]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Naive timestamps are UTC by the data contract (DESIGN section 2)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _id_to_str(value: Any) -> Any:
+    """CRMs often use integer ids; accept them as strings (never booleans)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+AttributeValue = str | bool | int | float | None
+LeadId = Annotated[str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=256)]
+
+_EXAMPLE_LEAD: dict[str, Any] = {
+    "lead_id": "L-10293",
+    "attributes": {
+        "industry": "software",
+        "employees": 250,
+        "country": "DE",
+        "job_title": "VP Marketing",
+        "email": "anna@example-gmbh.de",
+        "lead_source": "webinar",
+    },
+    "created_at": "2025-03-01T09:30:00Z",
+    "events": [
+        {"event_type": "web_visit", "ts": "2025-03-02T10:00:00Z"},
+        {"event_type": "pricing_page_view", "ts": "2025-03-03T14:12:00Z", "url": "/pricing"},
+        {"event_type": "demo_request", "ts": "2025-03-04T08:01:00Z", "channel": "web"},
+    ],
+    "as_of": "2025-03-05T00:00:00Z",
+}
+_EXAMPLE_MODEL: dict[str, Any] = {
+    "name": "lead-scoring",
+    "version": "7",
+    "thresholds": {"mql": 0.15, "sql": 0.4},
+}
+_EXAMPLE_RESULT: dict[str, Any] = {
+    "lead_id": "L-10293",
+    "probability": 0.4712,
+    "score": 47,
+    "stage": "SQL",
+    "grade": "A",
+    "reasons": {
+        "positive": [
+            {
+                "feature": "days_since_demo_request",
+                "text": "requested a demo 1 days ago",
+                "impact": 1.2034,
+            },
+            {
+                "feature": "title_seniority",
+                "text": "seniority from the job title: vp",
+                "impact": 0.4121,
+            },
+        ],
+        "negative": [
+            {
+                "feature": "email_is_free",
+                "text": "uses a company e-mail domain",
+                "impact": -0.0512,
+            }
+        ],
+    },
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+
+
+class EventIn(BaseModel):
+    """One engagement event; extra fields (channel, url, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(
+        allow_inf_nan=False,
+        extra="allow",
+        json_schema_extra={"examples": [{"event_type": "demo_request", "ts": "2025-03-04T08:01:00Z"}]},
+    )
+
+    event_type: str = Field(min_length=1, max_length=200, examples=["web_visit"])
+    ts: UtcDatetime = Field(
+        description="When it happened: ISO 8601 (UTC when no offset) or epoch seconds.",
+        examples=["2025-03-04T08:01:00Z"],
+    )
+
+
+class LeadIn(_Strict):
+    """A lead to score: CRM attributes, optionally its events and the time to score it at."""
+
+    model_config = ConfigDict(
+        allow_inf_nan=False, extra="forbid", json_schema_extra={"examples": [_EXAMPLE_LEAD]}
+    )
+
+    lead_id: LeadId = Field(examples=["L-10293"])
+    attributes: dict[str, AttributeValue] = Field(
+        default_factory=dict,
+        description="CRM fields by name; missing fields and unseen categories are fine.",
+        examples=[_EXAMPLE_LEAD["attributes"]],
+    )
+    created_at: UtcDatetime | None = Field(default=None, examples=["2025-03-01T09:30:00Z"])
+    events: list[EventIn] = Field(
+        default_factory=list, description="Engagement events; only those before as_of count."
+    )
+    as_of: UtcDatetime | None = Field(
+        default=None,
+        description="Score the lead as it stood at this time (default: now); not in the future.",
+        examples=["2025-03-05T00:00:00Z"],
+    )
+
+
+class BatchRequest(_Strict):
+    """Up to ``max_batch`` leads scored in one vectorised pass; lead ids must be unique."""
+
+    model_config = ConfigDict(
+        allow_inf_nan=False,
+        extra="forbid",
+        json_schema_extra={"examples": [{"leads": [_EXAMPLE_LEAD]}]},
+    )
+
+    leads: list[LeadIn] = Field(min_length=1)
+
+
+class ReasonOut(BaseModel):
+    """One factor behind the score; impact in log-odds (positive raises the score)."""
+
+    feature: str = Field(examples=["days_since_demo_request"])
+    text: str = Field(examples=["requested a demo 1 days ago"])
+    impact: float = Field(examples=[1.2034])
+
+
+class Reasons(BaseModel):
+    """The strongest factors for and against, at most ``n_reasons`` each."""
+
+    positive: list[ReasonOut]
+    negative: list[ReasonOut]
+
+
+class ThresholdsOut(BaseModel):
+    """The agreed probability cut-offs (DESIGN section 6)."""
+
+    mql: float = Field(examples=[0.15])
+    sql: float = Field(examples=[0.4])
+
+
+class ModelRef(BaseModel):
+    """The model version that produced a score."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_MODEL]})
+
+    name: str
+    version: str
+    thresholds: ThresholdsOut
+
+
+class ScoreItem(BaseModel):
+    """The score of one lead."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_RESULT]})
+
+    lead_id: str
+    probability: float = Field(ge=0, le=1, description="Calibrated conversion probability.")
+    score: int = Field(ge=1, le=99, description="The probability as a 1-99 score.")
+    stage: Literal["SQL", "MQL", "nurture"]
+    grade: Literal["A", "B", "C", "D"]
+    reasons: Reasons
+
+
+class ScoreResponse(ScoreItem):
+    """The score of one lead and the model version that scored it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_EXAMPLE_RESULT, "model": _EXAMPLE_MODEL}]}
+    )
+
+    model: ModelRef
+
+
+class BatchResponse(BaseModel):
+    """Scores in the order of the request, all from the one model version named."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": _EXAMPLE_MODEL, "results": [_EXAMPLE_RESULT]}]}
+    )
+
+    model: ModelRef
+    results: list[ScoreItem]
+
+
+class ModelInfoResponse(BaseModel):
+    """The loaded model: identity, metrics, cut-offs and inputs."""
+
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "lead-scoring",
+                    "version": "7",
+                    "alias": "champion",
+                    "loaded_at": "2025-03-05T08:00:00Z",
+                    "metrics": {"test_roc_auc": 0.87, "test_brier": 0.061},
+                    "thresholds": {"mql": 0.15, "sql": 0.4, "base_rate": 0.08},
+                    "features": ["lead_age_days", "n_events_total", "industry"],
+                    "categorical_features": ["industry"],
+                    "event_types": ["demo_request", "web_visit"],
+                    "attributes": {"industry": "categorical", "employees": "numeric"},
+                }
+            ]
+        },
+    )
+
+    name: str
+    version: str
+    alias: str | None
+    loaded_at: datetime
+    metrics: dict[str, Any]
+    thresholds: dict[str, float]
+    features: list[str]
+    categorical_features: list[str]
+    event_types: list[str]
+    attributes: dict[str, str]
+
+
+class HealthResponse(BaseModel):
+    """The process is up."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    """A model is loaded and requests can be scored."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ready", "model": "lead-scoring", "version": "7"}]
+        }
+    )
+
+    status: Literal["ready", "loading"]
+    model: str | None = None
+    version: str | None = None
+    reason: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    """Outcome of a reload: the version before and the version now serving."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"previous_version": "6", "version": "7", "changed": True}]
+        }
+    )
+
+    previous_version: str | None
+    version: str
+    changed: bool
+
+
+class ErrorItem(BaseModel):
+    """One problem: where (``loc``, ending with the field), what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error response has this shape."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "events", 0, "ts"],
+                            "msg": "event at 2031-01-01T00:00:00Z lies in the future",
+                            "type": "future_timestamp",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    detail: list[ErrorItem]
+

@@ -1,0 +1,74 @@
+"""Runtime settings of the scoring service, from ``PREDICTIVE_SCORING_*`` variables and ``.env``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _split_keys(value: Any) -> Any:
+    """Accept "a,b" (as set in the environment) as well as a list of keys."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service reads at start-up; keys are secrets and never shown in reprs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PREDICTIVE_SCORING_",
+        env_file=".env",
+        extra="ignore",
+        protected_namespaces=(),
+    )
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys allowed to score (comma-separated in env)."
+    )
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys allowed to score and to reload the model."
+    )
+    allow_anonymous: bool = Field(
+        default=False, description="Turn authentication off entirely (local development only)."
+    )
+    bundle_dir: Path = Path("models/lead-scoring")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; falls back to env MLFLOW_TRACKING_URI."
+    )
+    model_name: str = "lead-scoring"
+    model_alias: str = "champion"
+    max_batch: int = Field(default=10_000, ge=1)
+    max_events_per_lead: int = Field(default=5_000, ge=0)
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    clock_skew_seconds: int = Field(
+        default=300, ge=0, description="How far in the future an event or as_of may lie."
+    )
+    reload_interval_seconds: float = Field(
+        default=0.0, ge=0, description="Poll the loader for a new model this often; 0 = off."
+    )
+    load_retry_seconds: float = Field(
+        default=30.0, ge=0, description="Retry a failed start-up load this often; 0 = never."
+    )
+    n_reasons: int = Field(default=3, ge=0, le=20)
+    metrics_public: bool = Field(
+        default=True, description="Serve /metrics without a key (scrapers rarely carry one)."
+    )
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        return _split_keys(value)
+
+    @property
+    def effective_tracking_uri(self) -> str | None:
+        """The setting, else ``MLFLOW_TRACKING_URI``; None means "serve the bundle"."""
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None

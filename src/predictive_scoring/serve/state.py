@@ -1,0 +1,107 @@
+"""The loaded model and its atomic swap: one attribute, read once per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from predictive_scoring.errors import BundleError
+from predictive_scoring.scoring import LeadInput, Scorer
+from predictive_scoring.serve.settings import Settings
+
+__all__ = ["ModelHandle", "ModelHolder", "ScorerLoader"]
+
+logger = logging.getLogger(__name__)
+
+ScorerLoader = Callable[[Settings], Scorer]
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A scorer with what every response needs precomputed; never mutated after creation."""
+
+    scorer: Scorer
+    ref: dict[str, Any]
+    numeric_inputs: frozenset[str]
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def of(cls, scorer: Scorer) -> ModelHandle:
+        d = scorer.definition
+        numeric = {name for name, kind in d.attributes if kind == "numeric"}
+        if d.employees_column:
+            numeric.add(d.employees_column)
+        ref = {
+            "name": scorer.name,
+            "version": scorer.version,
+            "thresholds": {"mql": scorer.thresholds.mql, "sql": scorer.thresholds.sql},
+        }
+        return cls(scorer=scorer, ref=ref, numeric_inputs=frozenset(numeric))
+
+    @property
+    def version(self) -> str:
+        return self.scorer.version
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """Version and model checksum: what tells two loads of a model apart."""
+        return self.scorer.version, str(self.scorer.metadata.get("model_sha256", ""))
+
+
+def _smoke_test(scorer: Scorer) -> None:
+    """Refuse a model that cannot score a plain lead to a finite probability."""
+    now = int(time.time())
+    lead = LeadInput(lead_id="smoke-test", created_at=float(now - 86_400), as_of=now)
+    try:
+        result = scorer.score([lead], now=now, n_reasons=1)[0]
+    except Exception as exc:
+        raise BundleError(f"the new model fails to score a test lead: {exc}") from exc
+    if not math.isfinite(result.probability):
+        raise BundleError(f"the new model returns probability {result.probability} for a test lead")
+
+
+class ModelHolder:
+    """Holds the current :class:`ModelHandle`; loads run in a thread, swaps are one assignment."""
+
+    def __init__(self, settings: Settings, load: ScorerLoader) -> None:
+        self.settings = settings
+        self._load = load
+        self.current: ModelHandle | None = None
+        self.last_error: str | None = None
+        self._lock = asyncio.Lock()
+
+    def _load_checked(self) -> ModelHandle:
+        scorer = self._load(self.settings)
+        _smoke_test(scorer)
+        return ModelHandle.of(scorer)
+
+    async def reload(self, *, only_if_changed: bool = False) -> tuple[ModelHandle | None, bool]:
+        """Load through the loader and swap; on failure the old model stays and the error rises.
+
+        Returns the previous handle and whether the served model changed.
+        """
+        async with self._lock:
+            previous = self.current
+            try:
+                handle = await asyncio.to_thread(self._load_checked)
+            except Exception as exc:
+                self.last_error = str(exc)
+                logger.error("model load refused, keeping %s: %s", _describe(previous), exc)
+                raise
+            self.last_error = None
+            changed = previous is None or handle.identity != previous.identity
+            if changed or not only_if_changed:
+                self.current = handle  # the atomic swap: in-flight requests keep their handle
+            if changed:
+                logger.info("serving %s (was %s)", _describe(handle), _describe(previous))
+            return previous, changed
+
+
+def _describe(handle: ModelHandle | None) -> str:
+    return "no model" if handle is None else f"{handle.scorer.name} version {handle.version}"
