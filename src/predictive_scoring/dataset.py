@@ -5,20 +5,36 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
-from predictive_scoring.batch import build_snapshots, connect_duckdb, featurize_expr
+from predictive_scoring.batch import (
+    build_snapshots,
+    connect_duckdb,
+    epoch_seconds,
+    featurize_expr,
+)
 from predictive_scoring.config import DataParams, FeaturizeParams
-from predictive_scoring.errors import FeatureError
+from predictive_scoring.errors import DataValidationError, FeatureError
 from predictive_scoring.features import SECONDS_PER_DAY, FeatureDefinition, build_definition
-from predictive_scoring.schema import RawData
+from predictive_scoring.schema import RawData, load_raw
 
-__all__ = ["SPLITS", "FeatureSet", "featurize_dataset", "to_epoch_seconds"]
+__all__ = [
+    "SPLITS",
+    "FeatureSet",
+    "events_table",
+    "featurize_dataset",
+    "featurize_files",
+    "to_epoch_seconds",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +77,7 @@ def _split_stratified(leads: pd.DataFrame, params: FeaturizeParams) -> pd.Series
     )
     rest_y = leads.set_index("lead_id").loc[rest, "label"].to_numpy()
     valid_share = params.valid_fraction / (1 - params.test_fraction)
-    train, valid = train_test_split(
+    _train, valid = train_test_split(
         rest, test_size=valid_share, stratify=rest_y, random_state=params.seed
     )
     split = pd.Series("train", index=ids, name="split", dtype=object)
@@ -83,16 +99,35 @@ def featurize_dataset(
     params: FeaturizeParams,
     *,
     con: Any | None = None,
+    events: ir.Table | None = None,
 ) -> FeatureSet:
-    """Build snapshots, labels and features for every split with the batch executor."""
+    """Build snapshots, labels and features for every split with the batch executor.
+
+    ``events``, an Ibis table on ``con`` with lead_id, event_type and ts_s (see
+    :func:`events_table`), replaces ``raw.events``: the events then never enter pandas.
+    """
     con = con or connect_duckdb()
     leads = raw.leads.copy()
     has_created = "created_at" in leads.columns and leads["created_at"].notna().all()
     leads["created_s"] = to_epoch_seconds(leads["created_at"]) if has_created else 0
-    events = raw.events
-    has_events = events is not None and len(events) > 0
+    ev_t: ir.Table | None = None
+    event_types: list[str] = []
+    events_end_s: int | None = None
+    if events is not None:
+        facts = con.to_pandas(events.aggregate(n=events.count(), end_s=events.ts_s.max())).iloc[0]
+        if int(facts["n"]) > 0:
+            ev_t = events.select("lead_id", "event_type", "ts_s")
+            types = con.to_pandas(ev_t.select("event_type").distinct())["event_type"]
+            event_types = types.dropna().astype(str).tolist()
+            events_end_s = int(facts["end_s"])
+    elif raw.events is not None and len(raw.events) > 0:
+        ev = raw.events[["lead_id", "event_type"]].assign(ts_s=to_epoch_seconds(raw.events["ts"]))
+        ev_t = ibis.memtable(ev)
+        event_types = ev["event_type"].dropna().astype(str).unique().tolist()
+        events_end_s = int(ev["ts_s"].max())
+    has_events = ev_t is not None
     definition = build_definition(
-        event_types=events["event_type"].dropna().astype(str).unique() if has_events else (),
+        event_types=event_types,
         attribute_types=raw.attribute_types,
         windows_days=params.windows_days,
         half_life_days=params.half_life_days,
@@ -121,8 +156,8 @@ def featurize_dataset(
             raise FeatureError("the contract format needs an outcomes table (data.outcomes)")
         outcomes = raw.outcomes.assign(ts_s=to_epoch_seconds(raw.outcomes["ts"]))
         ends = [int(leads["created_s"].max()), int(outcomes["ts_s"].max())]
-        if has_events:
-            ends.append(int(to_epoch_seconds(events["ts"]).max()))  # type: ignore[index]
+        if events_end_s is not None:
+            ends.append(events_end_s)
         data_end_s = (
             int(to_epoch_seconds(pd.Series([params.data_end]))[0])
             if params.data_end
@@ -150,11 +185,6 @@ def featurize_dataset(
             f"snapshots at {params.offsets_days} days, target '{params.target_stage}' within "
             f"{params.horizon_days} days, data end {pd.Timestamp(data_end_s, unit='s')}"
         )
-    ev_t = None
-    if has_events:
-        assert events is not None
-        ev = events[["lead_id", "event_type"]].assign(ts_s=to_epoch_seconds(events["ts"]))
-        ev_t = ibis.memtable(ev)
     attr_cols = ["lead_id"] + [
         c
         for c in {
@@ -189,6 +219,95 @@ def featurize_dataset(
                 "classes: add data, lengthen featurize.horizon_days or change the split fractions"
             )
     return FeatureSet(frames=frames, definition=definition, summary=summary)
+
+
+def _is_parquet(path: str) -> bool:
+    return path.lower().rstrip("/").endswith((".parquet", ".pq"))
+
+
+def events_table(con: Any, source: str | Path, data: DataParams) -> ir.Table:
+    """The events as an Ibis table on ``con`` (lead_id, event_type, ts_s), read from Parquet.
+
+    The engine reads the file (a path, a folder of parts, or an object-store URI) itself, so the
+    events never pass through pandas; the normalisation matches :func:`schema.load_raw`: ids as
+    text, missing-value markers as null, whole UTC epoch seconds.
+    """
+    raw = con.read_parquet(str(source))
+    names = {
+        "lead_id": data.id_column,
+        "ts": data.event_time_column,
+        "event_type": data.event_type_column,
+    }
+    missing = [user for user in names.values() if user not in raw.columns]
+    if missing:
+        raise DataValidationError(
+            [
+                f"{source}: missing required column(s) {missing}; set their names in the data "
+                "section of params.yaml"
+            ]
+        )
+    ts = raw[names["ts"]]
+    if not ts.type().is_timestamp():
+        raise DataValidationError(
+            [
+                f"{source}: column '{names['ts']}' is {ts.type()}, not a timestamp; the "
+                "out-of-core path reads Parquet timestamps only (load it with schema.load_raw)"
+            ]
+        )
+    lead_id = raw[names["lead_id"]]
+    if lead_id.type().is_floating():
+        lead_id = lead_id.cast("int64")
+    event_type = raw[names["event_type"]].cast("string")
+    markers = sorted({m.strip().lower() for m in data.missing_values})
+    if markers:
+        event_type = ibis.ifelse(
+            event_type.strip().lower().isin(markers), ibis.null("string"), event_type
+        )
+    return raw.select(
+        lead_id=lead_id.cast("string"), event_type=event_type, ts_s=epoch_seconds(ts)
+    )
+
+
+def _reads_events_out_of_core(data: DataParams, root: Path) -> bool:
+    if data.format != "contract" or not data.events or not _is_parquet(data.events):
+        return False
+    path = root / data.events
+    if "://" in data.events:
+        return True
+    try:
+        schema = pq.read_schema(path) if path.is_file() else None
+    except Exception:  # unreadable here: let load_raw report it with the file name
+        return False
+    if schema is None or data.event_time_column not in schema.names:
+        return False
+    return bool(pa.types.is_timestamp(schema.field(data.event_time_column).type))
+
+
+def featurize_files(
+    data: DataParams,
+    params: FeaturizeParams,
+    *,
+    root: str | Path = ".",
+    con: Any | None = None,
+    now: pd.Timestamp | None = None,
+) -> FeatureSet:
+    """Featurize straight from the raw files: events in Parquet are read by the engine itself.
+
+    Leads and outcomes are loaded and validated by :func:`schema.load_raw`; a Parquet events
+    table with a timestamp column is read by ``con`` (DuckDB out of core, or Spark), so its size
+    is bounded by disk, not memory. Other formats fall back to the in-memory path. Both paths
+    give the same numbers; the events' own checks belong to the ``validate`` stage.
+    """
+    root = Path(root)
+    con = con or connect_duckdb()
+    if not _reads_events_out_of_core(data, root):
+        return featurize_dataset(load_raw(data, root=root, now=now), data, params, con=con)
+    assert data.events is not None
+    raw = load_raw(data.model_copy(update={"events": None}), root=root, now=now)
+    source = data.events if "://" in data.events else (root / data.events).resolve()
+    logger.info("events read by the engine from %s (out of core)", source)
+    events = events_table(con, source, data)
+    return featurize_dataset(raw, data, params, con=con, events=events)
 
 
 def split_weeks(summary: Mapping[str, Any], split: str) -> float:

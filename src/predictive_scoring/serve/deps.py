@@ -1,4 +1,8 @@
-"""Typed dependencies: the settings, the metrics, the holder and the model for this request."""
+"""Typed dependencies: the settings, the metrics, the holder and the model for this request.
+
+They are ``async`` because they never block: FastAPI then runs them on the event loop instead
+of paying a thread-pool hop for each.
+"""
 
 from __future__ import annotations
 
@@ -23,33 +27,35 @@ __all__ = [
 ]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 
 
-def get_holder(request: Request) -> ModelHolder:
+async def get_holder(request: Request) -> ModelHolder:
     holder: ModelHolder = request.app.state.holder
     return holder
 
 
-def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> ModelHandle:
+async def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> ModelHandle:
     """The model serving this request, read once: a reload mid-request does not affect it."""
     handle = holder.current
     if handle is None:
         raise RequestProblem(
-            [], f"no model loaded yet ({holder.last_error or 'loading'})", "not_ready",
+            [],
+            f"no model loaded yet ({holder.last_error or 'loading'})",
+            "not_ready",
             status_code=503,
         )
     return handle
 
 
-def documented_auth(
+async def documented_auth(
     api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> None:

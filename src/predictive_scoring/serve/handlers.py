@@ -26,9 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 def _error(status: int, loc: list[Any], msg: str, kind: str) -> OrjsonResponse:
-    return OrjsonResponse(
-        {"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status_code=status
-    )
+    return OrjsonResponse({"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status_code=status)
 
 
 def status_of(exc: PredictiveScoringError) -> int:

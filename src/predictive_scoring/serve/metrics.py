@@ -61,11 +61,16 @@ class ServiceMetrics:
 
 
 class MetricsMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware overhead); labels by route template, not raw path."""
+    """Pure ASGI (no BaseHTTPMiddleware overhead); unknown paths share one label.
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    Every route is a fixed path, so the path of a known route is its template and the label
+    set stays bounded whatever clients send.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, paths: frozenset[str]) -> None:
         self.app = app
         self.metrics = metrics
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,8 +88,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            path = scope.get("path", "")
+            template = path if path in self.paths else "unmatched"
             method = scope.get("method", "")
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
             self.metrics.requests.labels(method, template, str(status)).inc()

@@ -107,7 +107,9 @@ class EventIn(BaseModel):
     model_config = ConfigDict(
         allow_inf_nan=False,
         extra="allow",
-        json_schema_extra={"examples": [{"event_type": "demo_request", "ts": "2025-03-04T08:01:00Z"}]},
+        json_schema_extra={
+            "examples": [{"event_type": "demo_request", "ts": "2025-03-04T08:01:00Z"}]
+        },
     )
 
     event_type: str = Field(min_length=1, max_length=200, examples=["web_visit"])
@@ -319,4 +321,3 @@ class ErrorResponse(BaseModel):
     )
 
     detail: list[ErrorItem]
-

@@ -69,7 +69,7 @@ class KeyChecker:
 def _presented_key(scope: Scope) -> bytes | None:
     key: bytes | None = None
     for name, value in scope.get("headers", ()):
-        if name == b"x-api-key":
+        if name == b"x-api-key" and value.strip():
             key = value.strip()
         elif name == b"authorization" and key is None:
             scheme, _, token = value.partition(b" ")

@@ -1,4 +1,4 @@
-"""Runtime settings of the scoring service, from ``PREDICTIVE_SCORING_*`` variables and ``.env``."""
+"""Runtime settings of the service, from ``PREDICTIVE_SCORING_*`` variables and ``.env``."""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def _smoke_test(scorer: Scorer) -> None:
     except Exception as exc:
         raise BundleError(f"the new model fails to score a test lead: {exc}") from exc
     if not math.isfinite(result.probability):
-        raise BundleError(f"the new model returns probability {result.probability} for a test lead")
+        raise BundleError(f"the new model gives probability {result.probability} for a test lead")
 
 
 class ModelHolder:

@@ -30,12 +30,20 @@ async def reload_model(holder: Holder, metrics: Metrics) -> OrjsonResponse:
         previous, changed = await holder.reload()
     except PredictiveScoringError as exc:
         metrics.reloads.labels("refused").inc()
-        raise RequestProblem([], f"new model refused, still serving the old one: {exc}",
-                             "model_refused", status_code=409) from exc
+        raise RequestProblem(
+            [],
+            f"new model refused, still serving the old one: {exc}",
+            "model_refused",
+            status_code=409,
+        ) from exc
     except Exception as exc:
         metrics.reloads.labels("refused").inc()
-        raise RequestProblem([], f"new model refused, still serving the old one: {exc}",
-                             "model_refused", status_code=500) from exc
+        raise RequestProblem(
+            [],
+            f"new model refused, still serving the old one: {exc}",
+            "model_refused",
+            status_code=500,
+        ) from exc
     current = holder.current
     assert current is not None
     metrics.reloads.labels("loaded" if changed else "unchanged").inc()

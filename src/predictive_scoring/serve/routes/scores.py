@@ -46,9 +46,7 @@ def score_one(
     return OrjsonResponse(body)
 
 
-@router.post(
-    "/batch", response_model=BatchResponse, responses=_ERRORS, summary="Score many leads"
-)
+@router.post("/batch", response_model=BatchResponse, responses=_ERRORS, summary="Score many leads")
 def score_batch(
     request: BatchRequest, model: CurrentModel, settings: ServiceSettings, metrics: Metrics
 ) -> OrjsonResponse:

@@ -1,0 +1,169 @@
+"""The service under a real uvicorn process, called over HTTP with httpx."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import ADMIN_KEY, API_KEY, error_names, post_case
+
+from predictive_scoring.scoring import Scorer
+
+pytestmark = [pytest.mark.api, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(
+    bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[httpx.Client, Path]]:
+    """uvicorn --factory on a bundle directory the tests may replace; yields a keyed client."""
+    live = Scorer.load(bundles["1"]).save(tmp_path_factory.mktemp("served") / "bundle")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env |= {
+        "PREDICTIVE_SCORING_API_KEYS": f"{API_KEY},another-key",
+        "PREDICTIVE_SCORING_ADMIN_KEYS": ADMIN_KEY,
+        "PREDICTIVE_SCORING_BUNDLE_DIR": str(live),
+        "PREDICTIVE_SCORING_MAX_BATCH": "100",
+        "PREDICTIVE_SCORING_MAX_EVENTS_PER_LEAD": "50",
+        "PREDICTIVE_SCORING_MAX_BODY_BYTES": "200000",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "predictive_scoring.serve:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=live.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "uvicorn did not become ready"
+            time.sleep(0.1)
+        with httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as client:
+            yield client, live
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_scores_over_http(server: tuple[httpx.Client, Path], leads: list[dict[str, Any]]) -> None:
+    client, _ = server
+    one = client.post("/v1/score", json=leads[0])
+    assert one.status_code == 200 and one.headers["content-type"] == "application/json"
+    assert one.json()["lead_id"] == leads[0]["lead_id"]
+    batch = client.post("/v1/score/batch", json={"leads": leads}).json()
+    assert [r["lead_id"] for r in batch["results"]] == [p["lead_id"] for p in leads]
+    assert batch["results"][0]["probability"] == one.json()["probability"]
+
+
+def test_auth_and_open_endpoints_over_http(
+    server: tuple[httpx.Client, Path], leads: list[dict[str, Any]]
+) -> None:
+    client, _ = server
+    base = str(client.base_url)
+    assert httpx.post(f"{base}/v1/score", json=leads[0]).status_code == 401
+    bearer = {"Authorization": "Bearer another-key"}
+    assert httpx.post(f"{base}/v1/score", json=leads[0], headers=bearer).status_code == 200
+    for path in ("/docs", "/openapi.json", "/healthz", "/readyz", "/metrics"):
+        assert httpx.get(f"{base}{path}").status_code == 200, path
+
+
+def test_bad_requests_over_http(
+    server: tuple[httpx.Client, Path], bad_case: tuple[str, str, Any, str]
+) -> None:
+    client, _ = server
+    _, path, body, field = bad_case
+    r = post_case(client, path, body, {})
+    assert 400 <= r.status_code < 500, r.text
+    assert error_names(r, field), r.json()
+
+
+def test_reload_under_concurrent_load_drops_nothing(
+    server: tuple[httpx.Client, Path], bundles: dict[str, Path], leads: list[dict[str, Any]]
+) -> None:
+    client, live = server
+    base = str(client.base_url)
+    stop = threading.Event()
+    failures: list[str] = []
+    versions: list[str] = []
+    lock = threading.Lock()
+
+    def fire(i: int) -> None:
+        with httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as c:
+            n = 0
+            while not stop.is_set() or n < 5:
+                payload = leads[(i + n) % len(leads)]
+                try:
+                    r = (
+                        c.post("/v1/score", json=payload)
+                        if n % 2
+                        else c.post("/v1/score/batch", json={"leads": leads[:10]})
+                    )
+                    if r.status_code != 200:
+                        raise AssertionError(f"{r.status_code} {r.text[:200]}")
+                    with lock:
+                        versions.append(r.json()["model"]["version"])
+                except Exception as exc:
+                    with lock:
+                        failures.append(repr(exc))
+                n += 1
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    Scorer.load(bundles["2"]).save(live)
+    admin = {"X-API-Key": ADMIN_KEY}
+    reload = client.post("/v1/admin/reload", headers=admin)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert reload.status_code == 200, reload.text
+    assert reload.json()["version"] == "2"
+    assert failures == []
+    assert set(versions) == {"1", "2"}
+    assert client.post("/v1/score", json=leads[0]).json()["model"]["version"] == "2"
+    metrics = client.get("/metrics").text
+    assert 'predictive_scoring_model_info{name="lead-scoring",version="2"} 1.0' in metrics
+    Scorer.load(bundles["1"]).save(live)  # leave the server on version 1 for other tests
+    assert client.post("/v1/admin/reload", headers=admin).json()["version"] == "1"

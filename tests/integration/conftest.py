@@ -1,0 +1,66 @@
+"""A copy of the repository in a temp dir with tiny params, reproduced once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COPY = ["pyproject.toml", "params.yaml", "dvc.yaml", "pipelines", "src", ".dvc", ".dvcignore"]
+TINY = {
+    "generate": {"n_leads": 2500, "events_per_lead": 25},
+    "train": {"n_estimators": 300, "early_stopping_rounds": 30},
+    "thresholds": {"capacity_per_week": 10, "min_recall": 0.8},
+}
+
+
+def run(cmd: list[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(cwd / "src")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def make_project(dest: Path, overrides: dict[str, dict[str, object]]) -> Path:
+    for name in COPY:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "tmp"))
+        else:
+            shutil.copy2(src, dest / name)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+        if section == "thresholds":
+            params["thresholds"] = dict(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / ".gitignore").write_text("/mlflow.db\n/mlruns/\n")
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest
+    )
+    return dest
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The repository reproduced end to end with tiny params (`dvc repro`)."""
+    dest = make_project(tmp_path_factory.mktemp("project"), TINY)
+    proc = run([sys.executable, "-m", "dvc", "repro"], dest)
+    (dest / "repro.log").write_text(proc.stdout + proc.stderr)
+    yield dest

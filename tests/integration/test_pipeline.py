@@ -1,0 +1,169 @@
+"""`dvc repro` end to end on tiny demo data: MLflow, the registry, the bundle, identity."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from predictive_scoring.errors import PromotionRefused
+from predictive_scoring.registry import (
+    load_registered_scorer,
+    promote_challenger,
+    pyfunc_input_frame,
+)
+from predictive_scoring.scoring import Scorer, batch_from_frames
+
+from .conftest import make_project, run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+AS_OF = "2025-10-01T00:00:00Z"
+
+
+def tracking(project: Path) -> MlflowClient:
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    return MlflowClient()
+
+
+def sample_leads(project: Path, n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    leads = pd.read_parquet(project / "data/demo/leads.parquet").head(n)
+    events = pd.read_parquet(project / "data/demo/events.parquet")
+    events = events[events["lead_id"].isin(leads["lead_id"])]
+    return leads, events[["lead_id", "event_type", "ts"]]
+
+
+def test_repro_writes_every_output(project: Path) -> None:
+    for path in (
+        "data/features/train.parquet",
+        "models/lead-scoring/bundle.json",
+        "models/thresholds.json",
+        "reports/thresholds.csv",
+        "plots/roc.json",
+        "plots/score_histogram.png",
+    ):
+        assert (project / path).exists(), path
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert 0.5 < metrics["roc_auc"] <= 1.0
+    assert 0 <= metrics["ece"] < 0.2
+    assert 0.5 < metrics["ceiling_auc"] <= 1.0
+    assert metrics["best_single_feature_auc"] < metrics["ceiling_auc"]
+
+
+def test_second_repro_changes_nothing(project: Path) -> None:
+    proc = run([sys.executable, "-m", "dvc", "repro"], project)
+    assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
+
+
+def test_mlflow_holds_the_run_and_a_registered_version(project: Path) -> None:
+    client = tracking(project)
+    exp = client.get_experiment_by_name("lead-scoring")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) >= 1
+    metrics = runs[-1].data.metrics
+    for key in ("valid_roc_auc", "test_roc_auc", "test_ece", "test_brier", "threshold_sql"):
+        assert key in metrics, key
+    assert runs[-1].data.tags["git_commit"] != "unknown"
+    version = client.get_model_version_by_alias("lead-scoring", "challenger")
+    assert version.run_id == runs[-1].info.run_id
+
+
+def test_bundle_pyfunc_and_online_give_the_same_probability(project: Path) -> None:
+    leads, events = sample_leads(project)
+    bundle = Scorer.load(project / "models/lead-scoring")
+    batch, ids = batch_from_frames(leads.assign(as_of=AS_OF), events)
+    from_bundle = np.array([r.probability for r in bundle.score_batch(batch, ids)])
+    online = bundle.predict_matrix(bundle.executor.transform(batch))
+
+    tracking(project)
+    pyfunc = mlflow.pyfunc.load_model("models:/lead-scoring@challenger")
+    frame = pyfunc_input_frame(leads, events, as_of=AS_OF)
+    from_pyfunc = pyfunc.predict(frame)["probability"].to_numpy()
+
+    registered = load_registered_scorer("lead-scoring", "challenger", root=project)
+    from_registry = np.array([r.probability for r in registered.score_batch(batch, ids)])
+    assert len(from_bundle) == len(leads) and np.ptp(from_bundle) > 0
+    np.testing.assert_allclose(from_pyfunc, from_bundle, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(online, from_bundle, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(from_registry, from_bundle, rtol=0, atol=1e-12)
+
+
+def test_file_scorer_matches_the_bundle(project: Path, tmp_path: Path) -> None:
+    leads, events = sample_leads(project)
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    out = tmp_path / "scored.csv"
+    run(
+        [sys.executable, "-m", "predictive_scoring.cli", "score",
+         "--leads", str(tmp_path / "leads.csv"), "--events", str(tmp_path / "events.csv"),
+         "--output", str(out), "--model", str(project / "models/lead-scoring"),
+         "--as-of", AS_OF],
+        project,
+    )
+    scored = pd.read_csv(out)
+    assert list(scored.columns[:5]) == ["lead_id", "probability", "score", "stage", "grade"]
+    assert {"top_positive_reasons", "model_version", "scored_at"} <= set(scored.columns)
+    bundle = Scorer.load(project / "models/lead-scoring")
+    batch, ids = batch_from_frames(leads.assign(as_of=AS_OF), events)
+    expected = [r.probability for r in bundle.score_batch(batch, ids)]
+    np.testing.assert_allclose(scored["probability"].to_numpy(), expected, atol=1e-12)
+    assert scored["score"].between(1, 99).all()
+    assert set(scored["stage"]) <= {"SQL", "MQL", "nurture"}
+
+
+def test_promote_refuses_a_worse_challenger_and_force_overrides(project: Path) -> None:
+    proc = run([sys.executable, "-m", "predictive_scoring.cli", "promote"], project)
+    assert "@champion" in proc.stdout
+    client = tracking(project)
+    champion = client.get_model_version_by_alias("lead-scoring", "champion")
+    # a second registered version of the same model becomes the challenger
+    challenger = client.create_model_version("lead-scoring", champion.source, champion.run_id)
+    client.set_registered_model_alias("lead-scoring", "challenger", challenger.version)
+
+    def measure(scorer: Scorer) -> float:
+        return 0.70 if scorer.version == str(challenger.version) else 0.80
+
+    kwargs = dict(model_name="lead-scoring", challenger_alias="challenger",
+                  champion_alias="champion", metric="roc_auc", greater_is_better=True,
+                  root=project, measure=measure)
+    with pytest.raises(PromotionRefused, match=r"0\.7000.*0\.8000"):
+        promote_challenger(**kwargs)  # type: ignore[arg-type]
+    result = promote_challenger(force=True, **kwargs)  # type: ignore[arg-type]
+    assert result["promoted"] and str(result["challenger_version"]) == str(challenger.version)
+
+
+def test_experiment_run_makes_a_second_mlflow_run(project: Path) -> None:
+    client = tracking(project)
+    exp = client.get_experiment_by_name("lead-scoring")
+    assert exp is not None
+    before = len(client.search_runs([exp.experiment_id]))
+    run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.num_leaves=15"], project)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == before + 1
+    assert {r.data.params["train.num_leaves"] for r in runs} >= {"31", "15"}
+
+
+@pytest.mark.parametrize("breakage", ["drop_column", "duplicate_ids"])
+def test_validate_rejects_broken_raw_data(tmp_path: Path, breakage: str) -> None:
+    proj = make_project(tmp_path, {"generate": {"n_leads": 300, "events_per_lead": 5}})
+    run([sys.executable, "pipelines/generate.py"], proj)
+    leads_path = proj / "data/demo/leads.parquet"
+    leads = pd.read_parquet(leads_path)
+    if breakage == "drop_column":
+        leads = leads.drop(columns=["created_at"])
+        expected = "created_at"
+    else:
+        leads = pd.concat([leads, leads.head(3)])
+        expected = leads["lead_id"].iloc[0]
+    leads.to_parquet(leads_path)
+    proc = run([sys.executable, "pipelines/validate.py"], proj, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stderr
+    assert "leads.parquet" in proc.stderr
+    assert not (proj / "reports/validation.json").exists()
