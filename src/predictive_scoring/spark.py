@@ -82,6 +82,7 @@ def spark_session(conf: Mapping[str, str] | None = None, *, app_name: str = "pre
 
 
 def _backend_class() -> type[Any]:
+    import ibis
     import pandas as pd
     from ibis.backends.pyspark import Backend
     from ibis.backends.pyspark.datatypes import PySparkSchema
@@ -104,6 +105,7 @@ def _backend_class() -> type[Any]:
             )
             df.createOrReplaceTempView(op.name)
 
+    _ = ibis.pyspark  # loading the backend once registers its options (ibis.options.pyspark)
     return _Backend
 
 

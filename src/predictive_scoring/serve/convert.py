@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from predictive_scoring.scoring import LeadInput, Reason, ScoreResult
+from predictive_scoring.scoring import LeadInput, ScoreResult
 from predictive_scoring.serve.schemas import LeadIn
 from predictive_scoring.serve.settings import Settings
 
@@ -115,17 +115,17 @@ def to_lead_input(
     )
 
 
-def _reasons(reasons: list[Reason]) -> list[dict[str, Any]]:
-    return [{"feature": r.feature, "text": r.text, "impact": r.impact} for r in reasons]
-
-
 def result_dict(result: ScoreResult) -> dict[str, Any]:
-    """One result in the shape of :class:`~predictive_scoring.serve.schemas.ScoreItem`."""
+    """One result in the shape of :class:`~predictive_scoring.serve.schemas.ScoreItem`.
+
+    The :class:`Reason` dataclasses are left as they are: orjson serialises dataclasses natively,
+    which is several times faster than building a dict per reason.
+    """
     return {
         "lead_id": result.lead_id,
         "probability": result.probability,
         "score": result.score,
         "stage": result.stage,
         "grade": result.grade,
-        "reasons": {"positive": _reasons(result.positive), "negative": _reasons(result.negative)},
+        "reasons": {"positive": result.positive, "negative": result.negative},
     }
