@@ -1,4 +1,4 @@
-"""DVC stage `evaluate`: test metrics, the ceiling AUC, plots; into DVC metrics/plots and MLflow."""
+"""DVC stage `evaluate`: test metrics, ceiling AUC and plots, into DVC metrics/plots and MLflow."""
 
 from __future__ import annotations
 

@@ -59,7 +59,9 @@ def main() -> int:
         y, p = result.labels[s], result.calibrated[s]
         metrics[f"{s}_roc_auc"] = float(roc_auc_score(y, p))
         metrics[f"{s}_log_loss"] = float(log_loss(y, p, labels=[0, 1]))
-    metrics.update({f"calibration_oof_log_loss_{k}": v for k, v in result.calibrator.scores.items()})
+    metrics.update(
+        {f"calibration_oof_log_loss_{k}": v for k, v in result.calibrator.scores.items()}
+    )
 
     ensure_experiment(params.train.experiment)
     mlflow.set_experiment(params.train.experiment)

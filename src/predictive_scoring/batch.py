@@ -134,7 +134,9 @@ def build_snapshots(
         target_s=outcomes.ts_s.min(where=outcomes.stage == target_stage),
     )
     snaps = leads.select("lead_id", "created_s").cross_join(offsets)
-    snaps = snaps.mutate(as_of_s=snaps.created_s + snaps.offset_days.cast("int64") * SECONDS_PER_DAY)
+    snaps = snaps.mutate(
+        as_of_s=snaps.created_s + snaps.offset_days.cast("int64") * SECONDS_PER_DAY
+    )
     snaps = snaps.left_join(per_lead, "lead_id").drop("lead_id_right")
     still_open = (snaps.closed_s.isnull() | (snaps.closed_s > snaps.as_of_s)) & (
         snaps.target_s.isnull() | (snaps.target_s > snaps.as_of_s)

@@ -20,7 +20,7 @@ _EPS = 1e-6
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+    return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Calibrator:
             out = 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
         else:
             out = p
-        return np.clip(out, _EPS, 1 - _EPS)
+        return np.asarray(np.clip(out, _EPS, 1 - _EPS), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,9 +81,13 @@ def _fit(method: Method, p: np.ndarray, y: np.ndarray) -> Calibrator:
 
 
 def fit_calibrator(
-    p: np.ndarray, y: np.ndarray, *, method: Literal["auto", "isotonic", "platt", "none"], seed: int
+    p: np.ndarray,
+    y: np.ndarray,
+    *,
+    method: Literal["auto", "isotonic", "platt", "none"],
+    seed: int,
 ) -> Calibrator:
-    """Fit the calibrator on validation predictions; "auto" picks the lower out-of-fold log loss."""
+    """Fit on validation predictions; "auto" picks the lower out-of-fold log loss."""
     p = np.asarray(p, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     candidates: list[Method] = ["isotonic", "platt"] if method == "auto" else [method]

@@ -69,9 +69,7 @@ def score(
     events: Annotated[
         Path | None, typer.Option(help="CSV or Parquet of events (lead_id, event_type, ts)")
     ] = None,
-    model: Annotated[Path, typer.Option(help="model bundle folder")] = Path(
-        "models/lead-scoring"
-    ),
+    model: Annotated[Path, typer.Option(help="model bundle folder")] = Path("models/lead-scoring"),
     as_of: Annotated[
         str | None, typer.Option(help="score as of this UTC time (default: now)")
     ] = None,
@@ -124,7 +122,9 @@ def promote(
         raise _fail(exc) from exc
     champion = result.get("champion")
     versus = (
-        f" (champion v{result['champion_version']}: {champion:.4f})" if champion is not None else ""
+        f" (champion v{result['champion_version']}: {champion:.4f})"
+        if champion is not None
+        else ""
     )
     typer.echo(
         f"promoted {result['model']} v{result['challenger_version']} to "
@@ -154,9 +154,7 @@ def serve(
 @app.command()
 def report(
     params: ParamsOption = Path("params.yaml"),
-    output: Annotated[Path, typer.Option(help="HTML file to write")] = Path(
-        "reports/funnel.html"
-    ),
+    output: Annotated[Path, typer.Option(help="HTML file to write")] = Path("reports/funnel.html"),
 ) -> None:
     """Write the funnel report (stage volumes, conversion, timing, lift) as one HTML file."""
     from predictive_scoring.funnel import write_funnel_report

@@ -44,7 +44,8 @@ SPLITS = ("train", "valid", "test")
 def to_epoch_seconds(values: pd.Series) -> np.ndarray:
     """Whole UTC epoch seconds (int64) of a tz-aware datetime column."""
     ts = pd.to_datetime(values, utc=True)
-    return ts.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    seconds: np.ndarray = ts.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    return seconds
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""One exception tree for the whole project; the CLI and the service map it to exit codes and HTTP."""
+"""One exception tree for the project; the CLI and the service map it to exit codes and HTTP."""
 
 from __future__ import annotations
 

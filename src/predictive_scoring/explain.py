@@ -81,8 +81,7 @@ def describe_feature(
         return f"{_plural(value, 'engagement event')} so far"
     if name == definition.active_days_name:
         return (
-            f"active on {_plural(value, 'day')} in the last "
-            f"{definition.active_days_window} days"
+            f"active on {_plural(value, 'day')} in the last {definition.active_days_window} days"
         )
     if name.startswith("n_") and name.endswith("d"):
         body, _, window = name[2:].rpartition("_")

@@ -32,8 +32,8 @@ __all__ = [
     "FeatureDefinition",
     "build_definition",
     "email_is_free",
-    "encode_categories",
     "employees_band",
+    "encode_categories",
     "title_function",
     "title_seniority",
 ]
@@ -275,7 +275,9 @@ class FeatureDefinition:
                 version=int(data.get("version", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise FeatureError(f"the feature definition is incomplete or malformed: {exc}") from exc
+            raise FeatureError(
+                f"the feature definition is incomplete or malformed: {exc}"
+            ) from exc
 
 
 def build_definition(

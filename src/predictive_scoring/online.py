@@ -130,10 +130,11 @@ class OnlineExecutor:
         W = len(d.windows_days)
         as_of = batch.as_of.astype(np.int64, copy=False)
         if d.has_created_at:
+            # float64 holds whole epoch seconds exactly, so this equals the batch executor's
+            # int64 difference, and a missing created_at (NaN) gives a missing age.
             X[:, self._col["lead_age_days"]] = (
-                (as_of - batch.created.astype(np.int64, copy=False)).astype(np.float64)
-                / float(SECONDS_PER_DAY)
-            )
+                as_of.astype(np.float64) - batch.created.astype(np.float64)
+            ) / float(SECONDS_PER_DAY)
         type_index = self._type_index
         tidx = np.fromiter(
             (type_index.get(t, -1) for t in batch.event_type),
@@ -156,9 +157,9 @@ class OnlineExecutor:
             pairs = np.unique(
                 np.stack([lead[in_active], ts[in_active] // SECONDS_PER_DAY], axis=1), axis=0
             )
-            active = np.bincount(pairs[:, 0], minlength=n)
+            active = np.bincount(pairs[:, 0], minlength=n).astype(np.float64)
         else:
-            active = np.zeros(n)
+            active = np.zeros(n, dtype=np.float64)
         X[:, self._col[d.active_days_name]] = active
 
         counts = np.empty((n, T, W), dtype=np.float64)

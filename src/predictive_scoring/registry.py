@@ -59,7 +59,9 @@ def pyfunc_input_frame(
     """The pyfunc's input: one row per lead, its events as a JSON list in column ``events``."""
     frame = leads.copy()
     if events is not None and len(events):
-        ev = events.assign(ts=pd.to_datetime(events["ts"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        ev = events.assign(
+            ts=pd.to_datetime(events["ts"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
         grouped = ev.groupby(ev["lead_id"].astype(str))[["event_type", "ts"]].apply(
             lambda g: json.dumps(g.to_dict("records"))
         )
@@ -99,7 +101,7 @@ class _PyfuncBase:
 try:  # mlflow is a hard dependency, but keep import failures readable
     import mlflow.pyfunc
 
-    class LeadScoringPyfunc(_PyfuncBase, mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    class LeadScoringPyfunc(_PyfuncBase, mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
         """The whole scorer as an MLflow pyfunc: raw leads and events in, scores out."""
 
         def load_context(self, context: Any) -> None:
@@ -116,7 +118,7 @@ def _signature(scorer: Scorer) -> Any:
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    cols = [
+    cols: list[Any] = [
         ColSpec("string", "lead_id"),
         ColSpec("string", "created_at", required=False),
         ColSpec("string", "as_of", required=False),

@@ -265,9 +265,9 @@ class Scorer:
         positives: list[list[Reason]] = [[] for _ in range(batch.size)]
         negatives: list[list[Reason]] = [[] for _ in range(batch.size)]
         if n_reasons > 0:
-            contrib = np.asarray(
-                self.booster.predict(np.ascontiguousarray(X), pred_contrib=True)
-            )[:, :-1]
+            contrib = np.asarray(self.booster.predict(np.ascontiguousarray(X), pred_contrib=True))[
+                :, :-1
+            ]
             for i in range(batch.size):
                 positives[i], negatives[i] = self._reasons(X[i], contrib[i], n_reasons)
         return [
@@ -314,7 +314,7 @@ def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") ->
     Raises :class:`ScoringInputError` naming the field and the first bad row.
     """
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.to_numpy(dtype=np.float64)
+        return np.asarray(values.to_numpy(dtype=np.float64))
     parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
     bad = parsed.isna() & values.notna() & (values.astype("string").str.strip() != "")
     if bad.any():
@@ -328,7 +328,7 @@ def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") ->
     out = np.full(len(parsed), math.nan)
     ok = parsed.notna().to_numpy()
     out[ok] = parsed[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    return out
+    return np.asarray(out, dtype=np.float64)
 
 
 def batch_from_frames(

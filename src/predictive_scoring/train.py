@@ -154,9 +154,7 @@ def train_model(
         raw["valid"], labels["valid"], method=params.calibration, seed=params.seed
     )
     calibrated = {s: calibrator.transform(p) for s, p in raw.items()}
-    logger.info(
-        "trained %d trees (best iteration), calibration=%s", best, calibrator.method
-    )
+    logger.info("trained %d trees (best iteration), calibration=%s", best, calibrator.method)
     return TrainingResult(
         booster=booster,
         calibrator=calibrator,

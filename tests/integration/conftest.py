@@ -51,9 +51,7 @@ def make_project(dest: Path, overrides: dict[str, dict[str, object]]) -> Path:
     (dest / ".gitignore").write_text("/mlflow.db\n/mlruns/\n")
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
-    run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest
-    )
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
     return dest
 
 

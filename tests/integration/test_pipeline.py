@@ -100,10 +100,22 @@ def test_file_scorer_matches_the_bundle(project: Path, tmp_path: Path) -> None:
     events.to_csv(tmp_path / "events.csv", index=False)
     out = tmp_path / "scored.csv"
     run(
-        [sys.executable, "-m", "predictive_scoring.cli", "score",
-         "--leads", str(tmp_path / "leads.csv"), "--events", str(tmp_path / "events.csv"),
-         "--output", str(out), "--model", str(project / "models/lead-scoring"),
-         "--as-of", AS_OF],
+        [
+            sys.executable,
+            "-m",
+            "predictive_scoring.cli",
+            "score",
+            "--leads",
+            str(tmp_path / "leads.csv"),
+            "--events",
+            str(tmp_path / "events.csv"),
+            "--output",
+            str(out),
+            "--model",
+            str(project / "models/lead-scoring"),
+            "--as-of",
+            AS_OF,
+        ],
         project,
     )
     scored = pd.read_csv(out)
@@ -129,9 +141,15 @@ def test_promote_refuses_a_worse_challenger_and_force_overrides(project: Path) -
     def measure(scorer: Scorer) -> float:
         return 0.70 if scorer.version == str(challenger.version) else 0.80
 
-    kwargs = dict(model_name="lead-scoring", challenger_alias="challenger",
-                  champion_alias="champion", metric="roc_auc", greater_is_better=True,
-                  root=project, measure=measure)
+    kwargs = dict(
+        model_name="lead-scoring",
+        challenger_alias="challenger",
+        champion_alias="champion",
+        metric="roc_auc",
+        greater_is_better=True,
+        root=project,
+        measure=measure,
+    )
     with pytest.raises(PromotionRefused, match=r"0\.7000.*0\.8000"):
         promote_challenger(**kwargs)  # type: ignore[arg-type]
     result = promote_challenger(force=True, **kwargs)  # type: ignore[arg-type]

@@ -50,7 +50,14 @@ LEVELS = {
     "industry": ["software", "retail"],
     "title_seniority": ["c_level", "vp", "director", "manager", "senior", "junior", "individual"],
     "title_function": [
-        "marketing", "sales", "engineering", "it", "finance", "operations", "hr", "other",
+        "marketing",
+        "sales",
+        "engineering",
+        "it",
+        "finance",
+        "operations",
+        "hr",
+        "other",
     ],
     "employees_band": ["1-10", "11-50", "51-200", "201-1000", "1001-5000", "5000+"],
 }
@@ -99,9 +106,7 @@ def test_hand_computed_features() -> None:
     assert x["days_since_email_open"] == 35.0
     half = 0.5 ** (1 / 14)
     assert x["decayed_demo_request"] == pytest.approx(half**7)
-    assert x["decayed_web_visit"] == pytest.approx(
-        half ** (1 - 60 / DAY) + half**1 + half**20
-    )
+    assert x["decayed_web_visit"] == pytest.approx(half ** (1 - 60 / DAY) + half**1 + half**20)
     assert x["industry"] == 0.0 and x["employees"] == 120.0
     assert LEVELS["title_seniority"][int(x["title_seniority"])] == "vp"
     assert LEVELS["title_function"][int(x["title_function"])] == "marketing"
@@ -124,7 +129,9 @@ def test_no_events_means_zero_counts_and_missing_recency() -> None:
 
 def test_missing_and_unseen_attributes_are_nan() -> None:
     d = make_definition()
-    batch = one_lead([], as_of=T0, industry="aerospace", employees=None, job_title=None, email=None)
+    batch = one_lead(
+        [], as_of=T0, industry="aerospace", employees=None, job_title=None, email=None
+    )
     x = dict(zip(d.feature_names, OnlineExecutor(d, LEVELS).transform(batch)[0], strict=True))
     for name in ("industry", "employees", "title_seniority", "email_is_free", "employees_band"):
         assert math.isnan(x[name]), name
@@ -197,17 +204,29 @@ def test_batch_executor_ignores_events_at_or_after_as_of(later: list[tuple[str, 
     con = connect_duckdb()
     as_of = T0 + 100 * DAY
     leads = pd.DataFrame(
-        {"lead_id": ["a"], "created_s": [T0], "industry": ["software"], "employees": [50.0],
-         "job_title": ["CTO"], "email": ["x@gmail.com"]}
+        {
+            "lead_id": ["a"],
+            "created_s": [T0],
+            "industry": ["software"],
+            "employees": [50.0],
+            "job_title": ["CTO"],
+            "email": ["x@gmail.com"],
+        }
     )
     snaps = pd.DataFrame({"lead_id": ["a"], "created_s": [T0], "as_of_s": [as_of]})
     base_events = pd.DataFrame(
-        {"lead_id": ["a", "a"], "event_type": ["web_visit", "demo_request"],
-         "ts_s": [as_of - DAY, as_of - 9 * DAY]}
+        {
+            "lead_id": ["a", "a"],
+            "event_type": ["web_visit", "demo_request"],
+            "ts_s": [as_of - DAY, as_of - 9 * DAY],
+        }
     )
     extra = pd.DataFrame(
-        {"lead_id": "a", "event_type": [t for t, _ in later],
-         "ts_s": [as_of + abs(off) for _, off in later]}
+        {
+            "lead_id": "a",
+            "event_type": [t for t, _ in later],
+            "ts_s": [as_of + abs(off) for _, off in later],
+        }
     )
 
     def run(events: pd.DataFrame) -> pd.DataFrame:
@@ -295,21 +314,40 @@ def test_batch_and_online_executors_agree(seed: int) -> None:
         ]
     )
     np.testing.assert_array_equal(np.isnan(online), np.isnan(offline))
-    np.testing.assert_allclose(
-        np.nan_to_num(online), np.nan_to_num(offline), rtol=1e-9, atol=1e-9
-    )
+    np.testing.assert_allclose(np.nan_to_num(online), np.nan_to_num(offline), rtol=1e-9, atol=1e-9)
 
 
 def test_snapshots_respect_censoring_and_closure() -> None:
-    leads = pd.DataFrame({"lead_id": ["won_early", "open", "late"],
-                          "created_s": [T0, T0, T0 + 300 * DAY]})
-    outcomes = pd.DataFrame({"lead_id": ["won_early", "open"], "stage": ["won", "sql"],
-                             "ts_s": [T0 + 10 * DAY, T0 + 5 * DAY]})
-    snaps = connect_duckdb().to_pandas(
-        build_snapshots(ibis.memtable(leads), ibis.memtable(outcomes), offsets_days=[0, 7, 30],
-                        target_stage="won", horizon_days=90, data_end_s=T0 + 330 * DAY)
-    ).sort_values(["lead_id", "offset_days"])
+    leads = pd.DataFrame(
+        {"lead_id": ["won_early", "open", "late"], "created_s": [T0, T0, T0 + 300 * DAY]}
+    )
+    outcomes = pd.DataFrame(
+        {
+            "lead_id": ["won_early", "open"],
+            "stage": ["won", "sql"],
+            "ts_s": [T0 + 10 * DAY, T0 + 5 * DAY],
+        }
+    )
+    snaps = (
+        connect_duckdb()
+        .to_pandas(
+            build_snapshots(
+                ibis.memtable(leads),
+                ibis.memtable(outcomes),
+                offsets_days=[0, 7, 30],
+                target_stage="won",
+                horizon_days=90,
+                data_end_s=T0 + 330 * DAY,
+            )
+        )
+        .sort_values(["lead_id", "offset_days"])
+    )
     got = {(r.lead_id, r.offset_days): r.label for r in snaps.itertuples()}
     # won at day 10: open at 0 and 7 (label 1), closed at 30; "late" is censored entirely
-    assert got == {("won_early", 0): 1, ("won_early", 7): 1,
-                   ("open", 0): 0, ("open", 7): 0, ("open", 30): 0}
+    assert got == {
+        ("won_early", 0): 1,
+        ("won_early", 7): 1,
+        ("open", 0): 0,
+        ("open", 7): 0,
+        ("open", 30): 0,
+    }
