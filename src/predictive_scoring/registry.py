@@ -150,6 +150,22 @@ def _signature(scorer: Scorer) -> Any:
     return ModelSignature(inputs=Schema(cols), outputs=outputs)
 
 
+def _input_example(scorer: Scorer) -> pd.DataFrame:
+    """One lead as the pyfunc expects it, so MLflow shows and checks a working example."""
+    event_type = scorer.definition.event_types[0] if scorer.definition.event_types else "web_visit"
+    events = [{"event_type": event_type, "ts": "2025-01-20T09:30:00Z"}]
+    return pd.DataFrame(
+        [
+            {
+                "lead_id": "L-example",
+                "created_at": "2025-01-02T00:00:00Z",
+                "as_of": "2025-02-01T00:00:00Z",
+                "events": json.dumps(events),
+            }
+        ]
+    )
+
+
 def log_bundle_model(
     bundle_dir: str | Path,
     *,
@@ -168,9 +184,10 @@ def log_bundle_model(
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=LeadScoringPyfunc(),
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
             signature=_signature(scorer),
+            input_example=_input_example(scorer),
             pip_requirements=["predictive-scoring", "mlflow", "lightgbm", "pandas", "numpy"],
         )
         if not register:
