@@ -1,0 +1,147 @@
+"""The same leads through a real uvicorn serving the registered champion, the MLflow pyfunc and
+the CRM file scorer get the same probabilities (no second feature code path anywhere)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictive_scoring.registry import pyfunc_input_frame
+
+from .conftest import run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+AS_OF = "2025-10-01T00:00:00Z"
+KEY = "integration-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def service(project: Path) -> Iterator[httpx.Client]:
+    run([sys.executable, "-m", "predictive_scoring.cli", "promote", "--force"], project)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
+    env |= {
+        "PREDICTIVE_SCORING_API_KEYS": KEY,
+        "PREDICTIVE_SCORING_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+        "PYTHONPATH": str(project / "src"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "predictive_scoring.serve:create_app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "uvicorn did not become ready"
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=60) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_service_pyfunc_and_file_scorer_agree(
+    project: Path, service: httpx.Client, tmp_path: Path
+) -> None:
+    leads = pd.read_parquet(project / "data/demo/leads.parquet").sample(60, random_state=1)
+    events = pd.read_parquet(project / "data/demo/events.parquet")
+    events = events[events["lead_id"].isin(leads["lead_id"])][["lead_id", "event_type", "ts"]]
+    events = events[events["ts"] < pd.Timestamp(AS_OF)]
+
+    body = {"leads": []}
+    for lead in leads.to_dict("records"):
+        own = events[events["lead_id"] == lead["lead_id"]]
+        attrs = {
+            k: (None if pd.isna(v) else v)
+            for k, v in lead.items()
+            if k not in ("lead_id", "created_at")
+        }
+        body["leads"].append(
+            {
+                "lead_id": lead["lead_id"],
+                "created_at": lead["created_at"].isoformat(),
+                "as_of": AS_OF,
+                "attributes": attrs,
+                "events": [
+                    {"event_type": t, "ts": ts.isoformat()}
+                    for t, ts in zip(own["event_type"], own["ts"], strict=True)
+                ],
+            }
+        )
+    r = service.post("/v1/score/batch", json=body)
+    assert r.status_code == 200, r.text
+    served = {x["lead_id"]: x["probability"] for x in r.json()["results"]}
+    assert r.json()["model"]["version"] != ""
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    pyfunc = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
+    from_pyfunc = pyfunc.predict(pyfunc_input_frame(leads, events, as_of=AS_OF))
+
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "predictive_scoring.cli",
+            "score",
+            "--leads",
+            str(tmp_path / "leads.csv"),
+            "--events",
+            str(tmp_path / "events.csv"),
+            "--output",
+            str(tmp_path / "scored.csv"),
+            "--model",
+            str(project / "models/lead-scoring"),
+            "--as-of",
+            AS_OF,
+        ],
+        project,
+    )
+    scored = pd.read_csv(tmp_path / "scored.csv", dtype={"lead_id": str})
+
+    ids = leads["lead_id"].tolist()
+    service_p = np.array([served[i] for i in ids])
+    np.testing.assert_allclose(from_pyfunc["probability"].to_numpy(), service_p, atol=1e-9)
+    np.testing.assert_allclose(
+        scored.set_index("lead_id").loc[ids, "probability"].to_numpy(), service_p, atol=1e-9
+    )
+    assert np.ptp(service_p) > 0.01
