@@ -49,7 +49,7 @@ def main() -> int:
     try:
         definition = FeatureDefinition.from_dict(read_json(args.features / "definition.json"))
         frames = {s: pd.read_parquet(args.features / f"{s}.parquet") for s in SPLITS}
-        result = train_model(frames, definition, params.train)
+        result = train_model(frames, definition, params.train, progress=sys.stderr.isatty())
     except (PredictiveScoringError, FileNotFoundError) as exc:
         logger.error("train failed, nothing written:\n%s", exc)
         return 1

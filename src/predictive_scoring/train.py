@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,14 +105,31 @@ def lgb_params(params: TrainParams) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _rounds_bar(*, enabled: bool, total: int) -> Iterator[Callable[[Any], None]]:
+    """A LightGBM callback that advances a rich progress bar (a no-op when disabled)."""
+    if not enabled:
+        yield lambda env: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("boosting (early stopping on valid)", total=total)
+        yield lambda env: bar.update(task, completed=env.iteration + 1)
+
+
 def train_model(
     frames: Mapping[str, pd.DataFrame],
     definition: FeatureDefinition,
     params: TrainParams,
     *,
     label: str = "label",
+    progress: bool = False,
 ) -> TrainingResult:
-    """Fit on ``train``, stop early and calibrate on ``valid``; predict every split given."""
+    """Fit on ``train``, stop early and calibrate on ``valid``; predict every split given.
+
+    ``progress`` shows a progress bar over boosting rounds (for a terminal, not CI logs).
+    """
     for split in ("train", "valid"):
         if split not in frames or frames[split].empty:
             raise FeatureError(f"the '{split}' split is empty; add data or change the split")
@@ -135,17 +153,19 @@ def train_model(
     dvalid = lgb.Dataset(
         matrices["valid"], label=labels["valid"], reference=dtrain, categorical_feature=cats
     )
-    booster = lgb.train(
-        lgb_params(params),
-        dtrain,
-        num_boost_round=params.n_estimators,
-        valid_sets=[dvalid],
-        valid_names=["valid"],
-        callbacks=[
-            lgb.early_stopping(params.early_stopping_rounds, verbose=False),
-            lgb.log_evaluation(period=0),
-        ],
-    )
+    callbacks: list[Any] = [
+        lgb.early_stopping(params.early_stopping_rounds, verbose=False),
+        lgb.log_evaluation(period=0),
+    ]
+    with _rounds_bar(enabled=progress, total=params.n_estimators) as advance:
+        booster = lgb.train(
+            lgb_params(params),
+            dtrain,
+            num_boost_round=params.n_estimators,
+            valid_sets=[dvalid],
+            valid_names=["valid"],
+            callbacks=[*callbacks, advance],
+        )
     best = booster.best_iteration or booster.current_iteration()
     # Keep only the trees up to the best iteration, so every consumer of the model text agrees.
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
