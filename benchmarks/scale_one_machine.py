@@ -74,9 +74,25 @@ def _watch(cmd: list[str], *, kill_above: float, log: Path) -> dict[str, Any]:
     }
 
 
+def _log_rss_every(seconds: float) -> None:
+    """Log this process's RSS now and then, to see which phase of a step holds the memory."""
+    import threading
+
+    me = psutil.Process()
+
+    def loop() -> None:
+        while True:
+            logger.info("rss %.2f GB", me.memory_info().rss / GB)
+            time.sleep(seconds)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def _step(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """One step, run inside the child process; returns facts worth recording."""
     import pandas as pd
+
+    _log_rss_every(10.0)
 
     from predictive_scoring.config import DataParams, FeaturizeParams, GenerateParams, TrainParams
 
@@ -94,6 +110,7 @@ def _step(name: str, args: argparse.Namespace) -> dict[str, Any]:
     elif name in ("featurize_pandas", "featurize", "featurize_spark"):
         from predictive_scoring.batch import connect_duckdb
         from predictive_scoring.dataset import featurize_dataset, featurize_files
+        from predictive_scoring.io import write_json
         from predictive_scoring.schema import load_raw
 
         t0 = time.perf_counter()
@@ -112,7 +129,7 @@ def _step(name: str, args: argparse.Namespace) -> dict[str, Any]:
         feat_dir.mkdir(parents=True, exist_ok=True)
         for split, frame in features.frames.items():
             frame.to_parquet(feat_dir / f"{split}.parquet", index=False)
-        (feat_dir / "definition.json").write_text(json.dumps(features.definition.to_dict()))
+        write_json(feat_dir / "definition.json", features.definition.to_dict())
         facts["snapshots"] = {s: len(f) for s, f in features.frames.items()}
         facts["n_features"] = len(features.definition.feature_names)
     elif name == "train":

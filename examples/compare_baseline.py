@@ -41,7 +41,8 @@ def baseline_matrices(
             levels = sorted(train[name].dropna().astype(str).unique())
             dtype = pd.CategoricalDtype(levels)
             x_train[name] = train[name].astype("object").astype(dtype)
-            x_test[name] = test[name].astype("object").astype(dtype)
+            seen = test[name].where(test[name].isin(levels)).astype("object")
+            x_test[name] = seen.astype(dtype)  # unseen levels become missing
         else:
             x_train[name] = pd.to_numeric(train[name], errors="coerce").astype("float64")
             x_test[name] = pd.to_numeric(test[name], errors="coerce").astype("float64")
@@ -57,9 +58,7 @@ def scores(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> dict[str, float]:
     }
 
 
-def compare(
-    *, features: Path, staging: Path, seed: int = 42
-) -> dict[str, Any]:
+def compare(*, features: Path, staging: Path, seed: int = 42) -> dict[str, Any]:
     """Ours vs the default-LightGBM baseline on the run's test split."""
     definition = FeatureDefinition.from_dict(read_json(features / "definition.json"))
     train = pd.read_parquet(features / "train.parquet")
@@ -74,7 +73,7 @@ def compare(
     preds = pd.read_parquet(staging / "predictions.parquet")
     ours = preds[preds["split"] == "test"]
     key = ["lead_id", "as_of_s"]
-    aligned = test[key + ["label"]].merge(ours[[*key, "p"]], on=key, how="left", validate="1:1")
+    aligned = test[[*key, "label"]].merge(ours[[*key, "p"]], on=key, how="left", validate="1:1")
     if aligned["p"].isna().any():
         raise SystemExit(
             f"{staging / 'predictions.parquet'} does not cover {features / 'test.parquet'}: "

@@ -31,7 +31,7 @@ def main() -> int:
             params.data, root=Path(params.data.dir), target_stage=params.featurize.target_stage
         )
         for flag in report.leakage:
-            logger.warning("possible leakage: %s", flag.detail)
+            logger.warning("possible leakage: %s", flag.message())
         raise_if_strict(report.leakage, params.data)
     except PredictiveScoringError as exc:
         logger.error("validate failed, nothing written:\n%s", exc)

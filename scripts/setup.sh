@@ -17,3 +17,5 @@ fi
 echo "==> installing predictive-scoring[$EXTRAS] (first time: a few minutes)"
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[$EXTRAS]"
+# the notebook test and `jupyter` need the venv's kernel registered under the name python3
+python -m ipykernel install --sys-prefix --name python3 >/dev/null 2>&1 || true

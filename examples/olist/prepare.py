@@ -1,7 +1,7 @@
 """Turn the Olist marketing-funnel export into the data contract (leads + outcomes, no events).
 
-    python examples/olist/prepare.py --src ../shared/data/olist_marketing_funnel --out data/raw/olist
-    python examples/olist/prepare.py --leaky --out data/raw/olist_leaky   # the leakage demo
+python examples/olist/prepare.py --src ../shared/data/olist_marketing_funnel --out data/raw/olist
+python examples/olist/prepare.py --leaky --out data/raw/olist_leaky   # the leakage demo
 """
 
 from __future__ import annotations

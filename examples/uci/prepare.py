@@ -1,6 +1,6 @@
 """Turn the UCI Online Shoppers CSV into a flat export (one table, label column `Revenue`).
 
-    python examples/uci/prepare.py --src ../shared/data/uci_online_shoppers --out data/raw/uci
+python examples/uci/prepare.py --src ../shared/data/uci_online_shoppers --out data/raw/uci
 """
 
 from __future__ import annotations

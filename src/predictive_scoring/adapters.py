@@ -102,8 +102,9 @@ def olist_to_contract(
     and a ``won`` row at ``won_date``. Olist has no engagement log, so no events table is written:
     set ``data.events: null``. ``derived_attributes`` adds what is known at first contact (weekday,
     point-in-time landing-page history); off by default: on Olist they lowered valid ROC-AUC, as
-    pages first seen in 2017 behave differently from 2018 ones. ``join_closed_deal_columns`` also joins the closed-deal
-    columns on as attributes: they exist only for won leads, the leakage demonstration.
+    pages first seen in 2017 behave differently from 2018 ones. ``join_closed_deal_columns``
+    also joins the closed-deal columns on as attributes: they exist only for won leads, the
+    leakage demonstration.
     Returns a summary of what was written.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
@@ -163,8 +164,10 @@ def olist_to_contract(
     stale = out_dir / "events.parquet"
     if stale.exists():  # an earlier run's events would not match these leads
         stale.unlink()
-    won_before = (won_at.to_numpy() < leads.set_index("lead_id").loc[deals["mql_id"], "created_at"]
-                  .to_numpy())
+    won_before = (
+        won_at.to_numpy()
+        < leads.set_index("lead_id").loc[deals["mql_id"], "created_at"].to_numpy()
+    )
     summary: dict[str, Any] = {
         "n_leads": len(leads),
         "n_won": len(deals),
@@ -177,13 +180,18 @@ def olist_to_contract(
         "files": [str(out_dir / "leads.parquet"), str(out_dir / "outcomes.parquet")],
     }
     logger.info(
-        "olist: %d MQLs, %d won (%.1f%%) -> %s", len(leads), len(deals), 100 * summary["won_rate"],
+        "olist: %d MQLs, %d won (%.1f%%) -> %s",
+        len(leads),
+        len(deals),
+        100 * summary["won_rate"],
         out_dir,
     )
     return summary
 
 
-def uci_shoppers_to_flat(src: Path, out_dir: Path, *, leads_file: str = "leads.parquet") -> dict[str, Any]:
+def uci_shoppers_to_flat(
+    src: Path, out_dir: Path, *, leads_file: str = "leads.parquet"
+) -> dict[str, Any]:
     """UCI Online Shoppers CSV -> a flat leads table with a ``session_id`` and label ``Revenue``.
 
     Values are kept as text (the schema infers types, params force the coded categoricals);
@@ -203,6 +211,10 @@ def uci_shoppers_to_flat(src: Path, out_dir: Path, *, leads_file: str = "leads.p
         "columns": list(frame.columns),
         "files": [str(out)],
     }
-    logger.info("uci shoppers: %d sessions, %.1f%% converted -> %s", len(frame),
-                100 * summary["label_rate"], out)
+    logger.info(
+        "uci shoppers: %d sessions, %.1f%% converted -> %s",
+        len(frame),
+        100 * summary["label_rate"],
+        out,
+    )
     return summary

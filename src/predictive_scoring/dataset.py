@@ -173,6 +173,7 @@ def featurize_dataset(
             data_end_s=data_end_s,
         )
         snaps = con.to_pandas(snap_expr)
+        logger.info("%d snapshots of %d leads", len(snaps), len(leads))
         if snaps.empty:
             raise FeatureError(
                 "no snapshot survives censoring: every lead's horizon runs past the end of the "
@@ -197,9 +198,20 @@ def featurize_dataset(
         if c
     ]
     leads_t = ibis.memtable(leads[sorted(set(attr_cols), key=attr_cols.index)])
-    table = con.to_pandas(featurize_expr(snap_t, leads_t, ev_t, definition))
+    expr = featurize_expr(snap_t, leads_t, ev_t, definition)
+    # Sorted by split, each split is a slice of one frame: with copy-on-write the slices share
+    # its memory instead of copying the whole feature table once more (it is the peak).
+    table = con.to_pandas(expr.order_by(["split", "lead_id", "as_of_s"]))
     table.insert(2, "as_of", pd.to_datetime(table["as_of_s"], unit="s", utc=True))
-    frames = {s: table[table["split"] == s].reset_index(drop=True) for s in SPLITS}
+    logger.info("featurized %d snapshots x %d features", len(table), len(definition.feature_names))
+    split_of = table["split"].to_numpy(dtype=object)
+    frames = {}
+    for s in SPLITS:
+        rows = np.flatnonzero(split_of == s)
+        lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+        assert hi - lo == len(rows), "splits are contiguous after sorting by split"
+        frames[s] = table.iloc[lo:hi].reset_index(drop=True)
+    del table, split_of
     summary: dict[str, Any] = {
         "n_features": len(definition.feature_names),
         "n_event_types": len(definition.event_types),

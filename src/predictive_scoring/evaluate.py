@@ -139,13 +139,30 @@ def evaluate_predictions(
     return metrics
 
 
+def _out_of_fold_rates(series: pd.Series, y: FloatArray, *, folds: int = 5) -> FloatArray:
+    """Each row's level scored by the smoothed target rate of that level in the other folds."""
+    codes, _ = pd.factorize(series, use_na_sentinel=False)
+    fold = np.random.default_rng(0).permutation(len(codes)) % folds
+    prior = float(y.mean())
+    score = np.empty(len(codes), dtype=np.float64)
+    n_levels = int(codes.max()) + 1 if len(codes) else 0
+    for k in range(folds):
+        fit, held = fold != k, fold == k
+        pos = np.bincount(codes[fit], weights=y[fit], minlength=n_levels)
+        cnt = np.bincount(codes[fit], minlength=n_levels)
+        rates = (pos + prior * 10.0) / (cnt + 10.0)
+        score[held] = rates[codes[held]]
+    return score
+
+
 def single_feature_aucs(
     X: pd.DataFrame, y: npt.ArrayLike, *, categorical: Sequence[str]
 ) -> dict[str, float]:
     """AUC of each column on its own, folded to >= 0.5: shows whether one column gives it away.
 
     Numeric columns rank missing values lowest; categorical (and any non-numeric) columns score
-    each level, missing included, by its target rate on the same data, an optimistic upper bound.
+    each level, missing included, by its target rate out of fold (5 folds), so a column with
+    many levels is not rewarded for memorising the labels.
     """
     y_arr = np.asarray(y, dtype=np.float64).ravel()
     if y_arr.size != len(X):
@@ -167,9 +184,7 @@ def single_feature_aucs(
                 continue
             score = np.where(finite, values, values[finite].min() - 1.0)
         else:
-            codes, _ = pd.factorize(series, use_na_sentinel=False)
-            rates = np.bincount(codes, weights=y_arr) / np.bincount(codes)
-            score = rates[codes]
+            score = _out_of_fold_rates(series, y_arr)
         auc = float(roc_auc_score(y_arr, score))
         out[str(col)] = max(auc, 1.0 - auc)
     return out

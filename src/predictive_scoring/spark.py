@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,9 +18,12 @@ from predictive_scoring.errors import ConfigError
 
 __all__ = [
     "LOCAL_SHUFFLE_PARTITIONS",
+    "RESULT_COLUMNS",
+    "pyfunc_input_spark",
     "score_spark_frame",
     "spark_connection",
     "spark_session",
+    "to_spark_frame",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,7 +47,9 @@ def _master(conf: Mapping[str, str]) -> str | None:
     return conf.get("spark.master")
 
 
-def spark_session(conf: Mapping[str, str] | None = None, *, app_name: str = "predictive-scoring") -> Any:
+def spark_session(
+    conf: Mapping[str, str] | None = None, *, app_name: str = "predictive-scoring"
+) -> Any:
     """Get or create the SparkSession: UTC, Arrow, and few shuffle partitions in local mode.
 
     ``conf`` holds Spark settings (``spark.master``, ``spark.driver.memory``, ...). The master is
@@ -67,6 +73,8 @@ def spark_session(conf: Mapping[str, str] | None = None, *, app_name: str = "pre
     if local:
         conf.setdefault("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
         conf.setdefault("spark.ui.showConsoleProgress", "false")
+        # Python workers (UDFs) run this interpreter, so they see the same packages.
+        conf.setdefault("spark.pyspark.python", sys.executable)
     for key, value in {**conf, **_FIXED}.items():
         builder = builder.config(key, str(value))
     session = builder.getOrCreate()
@@ -81,9 +89,22 @@ def spark_session(conf: Mapping[str, str] | None = None, *, app_name: str = "pre
     return session
 
 
+def _arrow_ready(frame: Any) -> Any:
+    """The frame with text columns as object: pandas 3 keeps text in chunked Arrow arrays, which
+    PySpark's Arrow path rejects (it then copies row by row, with a warning)."""
+    import pandas as pd
+
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype)]
+    return frame.astype(dict.fromkeys(text, object)) if text else frame
+
+
+def to_spark_frame(spark: Any, frame: Any) -> Any:
+    """A Spark DataFrame from a pandas one, through Arrow, nulls kept as nulls."""
+    return spark.createDataFrame(_arrow_ready(frame))
+
+
 def _backend_class() -> type[Any]:
     import ibis
-    import pandas as pd
     from ibis.backends.pyspark import Backend
     from ibis.backends.pyspark.datatypes import PySparkSchema
 
@@ -91,17 +112,13 @@ def _backend_class() -> type[Any]:
         """Ibis's PySpark backend, registering pandas memtables through Arrow on pandas 3."""
 
         def _register_in_memory_table(self, op: Any) -> None:
-            # pandas 3 keeps text in chunked Arrow arrays, which PySpark's Arrow path rejects
-            # (it then falls back to a slow row-by-row copy with a warning); object columns
-            # go through Arrow fine and hold the same values.
             if any(dtype.is_decimal() for dtype in op.schema.values()):
                 super()._register_in_memory_table(op)
                 return
-            frame = op.data.to_frame()
-            text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype)]
-            frame = frame.astype(dict.fromkeys(text, object))
             df = self._session.createDataFrame(
-                frame, schema=PySparkSchema.from_ibis(op.schema), verifySchema=False
+                _arrow_ready(op.data.to_frame()),
+                schema=PySparkSchema.from_ibis(op.schema),
+                verifySchema=False,
             )
             df.createOrReplaceTempView(op.name)
 
@@ -116,30 +133,75 @@ def spark_connection(conf: Mapping[str, str] | None = None) -> Any:
     return backend
 
 
+RESULT_COLUMNS = (
+    "probability double, score long, stage string, grade string, "
+    "top_positive_reasons string, top_negative_reasons string, model_version string"
+)
+_ISO = "yyyy-MM-dd'T'HH:mm:ss'Z'"  # the pyfunc's timestamp text, as pyfunc_input_frame writes it
+
+
+def pyfunc_input_spark(leads: Any, events: Any | None, *, as_of: str | None = None) -> Any:
+    """The pyfunc's input built in Spark: one row per lead, its events as a JSON list.
+
+    The Spark twin of :func:`registry.pyfunc_input_frame` for tables that do not fit in pandas:
+    ``leads`` has lead_id, created_at and attribute columns, ``events`` lead_id, event_type, ts.
+    Timestamps become ISO 8601 text in UTC and integer attributes become doubles.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    cols = []
+    for field in leads.schema.fields:
+        col = leads[field.name]
+        if field.name == "lead_id":
+            col = col.cast("string")
+        elif isinstance(field.dataType, T.TimestampType | T.TimestampNTZType | T.DateType):
+            col = F.date_format(col, _ISO)
+        elif isinstance(field.dataType, T.IntegralType | T.DecimalType | T.FloatType):
+            col = col.cast("double")
+        cols.append(col.alias(field.name))
+    frame = leads.select(*cols)
+    if events is not None:
+        per_lead = events.groupBy(events["lead_id"].cast("string").alias("lead_id")).agg(
+            F.to_json(
+                F.collect_list(
+                    F.struct(
+                        events["event_type"].cast("string").alias("event_type"),
+                        F.date_format(events["ts"], _ISO).alias("ts"),
+                    )
+                )
+            ).alias("events")
+        )
+        frame = frame.join(per_lead, on="lead_id", how="left")
+        frame = frame.withColumn("events", F.coalesce(frame["events"], F.lit("[]")))
+    else:
+        frame = frame.withColumn("events", F.lit("[]"))
+    if as_of is not None:
+        frame = frame.withColumn("as_of", F.lit(as_of))
+    return frame
+
+
 def score_spark_frame(
     spark: Any,
     frame: Any,
     model_uri: str,
     *,
+    keep: tuple[str, ...] = ("lead_id",),
     env_manager: str = "local",
 ) -> Any:
-    """Score a Spark DataFrame of pyfunc input rows with the registered model, as a Spark UDF.
+    """Score a Spark DataFrame of pyfunc input rows with a logged or registered model.
 
-    ``frame`` has the columns of :func:`registry.pyfunc_input_frame` (lead_id, created_at, as_of,
-    events as a JSON string, attributes). Returns it with the columns probability, score, stage,
-    grade and model_version added; each executor loads the model once and scores Arrow batches.
+    ``frame`` has the columns of :func:`registry.pyfunc_input_frame` or
+    :func:`pyfunc_input_spark`. The model runs as ``mlflow.pyfunc.spark_udf``: each executor
+    loads it once and scores Arrow batches. Returns the ``keep`` columns plus probability,
+    score, stage, grade, the reasons and model_version.
     """
     import mlflow.pyfunc
-
-    result_type = (
-        "probability double, score long, stage string, grade string, "
-        "top_positive_reasons string, top_negative_reasons string, model_version string"
-    )
-    udf = mlflow.pyfunc.spark_udf(
-        spark, model_uri, result_type=result_type, env_manager=env_manager
-    )
     from pyspark.sql import functions as F
 
+    udf = mlflow.pyfunc.spark_udf(
+        spark, model_uri, result_type=RESULT_COLUMNS, env_manager=env_manager
+    )
     scored = frame.withColumn("_score", udf(F.struct(*[frame[c] for c in frame.columns])))
-    out = ["probability", "score", "stage", "grade", "model_version"]
-    return scored.select(*frame.columns, *[scored["_score"][c].alias(c) for c in out])
+    names = [part.strip().split(" ")[0] for part in RESULT_COLUMNS.split(",")]
+    return scored.select(*keep, *[scored["_score"][c].alias(c) for c in names])

@@ -244,10 +244,13 @@ def assign_stage(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:
 
 
 def assign_grade(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:
-    """'A' at or above SQL, 'B' at or above MQL, 'C' at or above the base rate, 'D' below."""
+    """'A' at or above SQL, 'B' at or above MQL, 'C' at or above half the MQL cut-off, 'D' below.
+
+    C marks the nurture leads closest to MQL, the ones worth a marketing touch next.
+    """
     p_arr = np.asarray(p, dtype=np.float64)
     return np.select(
-        [p_arr >= t.sql, p_arr >= t.mql, p_arr >= t.base_rate], ["A", "B", "C"], default="D"
+        [p_arr >= t.sql, p_arr >= t.mql, p_arr >= t.mql / 2], ["A", "B", "C"], default="D"
     )
 
 

@@ -30,9 +30,7 @@ SPARK_TEST_CONF = {
 @pytest.fixture(scope="session")
 def spark_con() -> Iterator[Any]:
     """The Ibis PySpark backend on the shared local session (stopped at the end of the run)."""
-    from predictive_scoring.spark import spark_connection
-
-    from predictive_scoring.spark import spark_session
+    from predictive_scoring.spark import spark_connection, spark_session
 
     con = spark_connection(SPARK_TEST_CONF)
     yield con

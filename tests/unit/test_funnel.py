@@ -1,0 +1,208 @@
+"""The funnel report's pure computations and its self-contained HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from predictive_scoring.config import Params
+from predictive_scoring.features import FeatureDefinition
+from predictive_scoring.funnel import (
+    FunnelReport,
+    build_funnel_report,
+    conversion_by_attribute,
+    conversion_by_event_type,
+    conversion_by_prediction,
+    engagement_before_conversion,
+    importance_by_group,
+    monthly_stage_volumes,
+    render_html,
+    stage_conversion,
+    stage_durations,
+    stage_times,
+    write_funnel_report,
+)
+from predictive_scoring.schema import RawData
+from predictive_scoring.thresholds import Thresholds
+
+
+def _ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+@pytest.fixture
+def leads() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": ["a", "b", "c", "d"],
+            "created_at": [
+                _ts("2024-01-05"),
+                _ts("2024-01-20"),
+                _ts("2024-02-03"),
+                _ts("2024-02-10"),
+            ],
+            "lead_source": ["web", "web", "event", None],
+        }
+    )
+
+
+@pytest.fixture
+def outcomes() -> pd.DataFrame:
+    # a: mql -> sql -> won; b: mql only; c: won with no sql row; d: nothing
+    return pd.DataFrame(
+        {
+            "lead_id": ["a", "a", "a", "b", "c"],
+            "stage": ["mql", "sql", "won", "mql", "won"],
+            "ts": [
+                _ts("2024-01-07"),
+                _ts("2024-01-17"),
+                _ts("2024-02-16"),
+                _ts("2024-01-21"),
+                _ts("2024-03-01"),
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def events() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": ["a", "a", "a", "b", "b", "c"],
+            "event_type": ["demo", "demo", "web", "web", "web", "demo"],
+            # a's second demo comes after a won: it must not count as preceding conversion
+            "ts": [
+                _ts("2024-01-06"),
+                _ts("2024-03-01"),
+                _ts("2024-01-06"),
+                _ts("2024-01-21"),
+                _ts("2024-01-22"),
+                _ts("2024-02-05"),
+            ],
+        }
+    )
+
+
+def test_stage_times_are_monotone_and_skip_absent_stages(
+    leads: pd.DataFrame, outcomes: pd.DataFrame
+) -> None:
+    times = stage_times(leads, outcomes)
+    assert list(times.columns) == ["lead_id", "lead", "mql", "sql", "won"]  # no opportunity
+    c = times.set_index("lead_id").loc["c"]
+    assert c["sql"] == c["won"] == _ts("2024-03-01")  # winning implies passing sql and mql
+    assert c["mql"] == _ts("2024-03-01")
+    counts = times.drop(columns=["lead_id"]).notna().sum().tolist()
+    assert counts == [4, 3, 2, 2]
+
+
+def test_monthly_volumes_count_stage_entries(leads: pd.DataFrame, outcomes: pd.DataFrame) -> None:
+    volumes = monthly_stage_volumes(stage_times(leads, outcomes))
+    assert volumes.loc["2024-01", "lead"] == 2
+    assert volumes.loc["2024-02", "won"] == 1
+    assert volumes.loc["2024-03", "won"] == 1
+    assert volumes["lead"].sum() == 4
+
+
+def test_conversion_and_durations(leads: pd.DataFrame, outcomes: pd.DataFrame) -> None:
+    times = stage_times(leads, outcomes)
+    conv = stage_conversion(times).set_index(["from", "to"])
+    assert conv.loc[("lead", "mql"), "rate"] == pytest.approx(0.75)
+    assert conv.loc[("mql", "sql"), "rate"] == pytest.approx(2 / 3)
+    assert conv.loc[("lead", "won"), "n_to"] == 2
+    dur = stage_durations(times).set_index(["from", "to"])
+    assert dur.loc[("lead", "mql"), "n"] == 3
+    assert dur.loc[("sql", "won"), "median_days"] == pytest.approx((30 + 0) / 2)
+
+
+def test_conversion_by_attribute_gives_rate_and_lift(leads: pd.DataFrame) -> None:
+    label = pd.Series([1, 0, 1, 0])
+    table = conversion_by_attribute(leads, label, "lead_source")
+    assert table.loc["web", "rate"] == pytest.approx(0.5)
+    assert table.loc["event", "lift"] == pytest.approx(2.0)
+    assert table.loc["(missing)", "conversions"] == 0
+
+
+def test_conversion_by_event_type_counts_leads_once(
+    leads: pd.DataFrame, events: pd.DataFrame
+) -> None:
+    table = conversion_by_event_type(events, leads, pd.Series([1, 0, 1, 0]))
+    assert table.loc["demo", "leads"] == 2
+    assert table.loc["demo", "rate"] == pytest.approx(1.0)
+    assert table.loc["web", "rate"] == pytest.approx(0.5)
+
+
+def test_engagement_before_conversion_ignores_later_events(
+    leads: pd.DataFrame, outcomes: pd.DataFrame, events: pd.DataFrame
+) -> None:
+    table = engagement_before_conversion(events, stage_times(leads, outcomes), target="won")
+    assert table.loc["demo", "per_converter"] == pytest.approx(1.0)  # a: 1 (not 2), c: 1
+    assert table.loc["web", "per_other"] == pytest.approx(1.0)  # b: 2, d: 0
+    assert table.index[0] == "demo"
+
+
+def test_conversion_by_prediction_orders_stages_and_grades() -> None:
+    preds = pd.DataFrame({"p": [0.9, 0.6, 0.3, 0.05, 0.01], "label": [1, 1, 0, 0, 0]})
+    table = conversion_by_prediction(preds, Thresholds(mql=0.2, sql=0.5, base_rate=0.04))
+    stage = table[table["by"] == "stage"].set_index("level")
+    assert stage.loc["SQL", "n"] == 2 and stage.loc["SQL", "rate"] == 1.0
+    assert stage.loc["nurture", "n"] == 2
+    grade = table[table["by"] == "grade"].set_index("level")
+    assert grade["n"].tolist() == [2, 1, 1, 1]
+
+
+def test_importance_by_group_sums_event_features() -> None:
+    definition = FeatureDefinition(
+        event_types=("demo",), attributes=(("industry", "categorical"),)
+    )
+    importance = pd.DataFrame(
+        {"feature": ["n_demo_7d", "days_since_demo", "industry"], "gain": [3.0, 1.0, 4.0]}
+    )
+    table = importance_by_group(importance, definition)
+    assert table.loc["demo", "gain"] == pytest.approx(4.0)
+    assert table["share"].sum() == pytest.approx(1.0)
+
+
+def test_html_is_self_contained(leads: pd.DataFrame, outcomes: pd.DataFrame) -> None:
+    raw = RawData(
+        leads=leads, events=None, outcomes=outcomes, attribute_types={"lead_source": "categorical"}
+    )
+    report = build_funnel_report(raw, Params())
+    page = render_html(report)
+    assert "data:image/png;base64," in page
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert any("No engagement events" in note for note in report.notes)
+
+
+def test_flat_export_degrades_to_label_rates() -> None:
+    leads = pd.DataFrame(
+        {"lead_id": list("abcdef"), "country": list("xxyyzz"), "label": [1, 0, 1, 1, 0, 0]}
+    )
+    raw = RawData(
+        leads=leads, events=None, outcomes=None, attribute_types={"country": "categorical"}
+    )
+    params = Params.model_validate({"data": {"format": "flat", "label_column": "converted"}})
+    report = build_funnel_report(raw, params)
+    assert isinstance(report, FunnelReport)
+    assert "Conversion by country" in report.tables
+    assert "Volume per stage and month" not in report.tables
+    assert any("not available" in note for note in report.notes)
+
+
+def test_write_funnel_report_from_params(
+    tmp_path: Path, leads: pd.DataFrame, outcomes: pd.DataFrame
+) -> None:
+    data = tmp_path / "data" / "raw"
+    data.mkdir(parents=True)
+    leads.to_parquet(data / "leads.parquet")
+    outcomes.to_parquet(data / "outcomes.parquet")
+    params = {"data": {"dir": "data/raw", "events": None, "latent": None}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = write_funnel_report(params_path=tmp_path / "params.yaml", output=tmp_path / "r.html")
+    page = out.read_text()
+    assert "Conversion between stages" in page
+    assert "No scored predictions" in page
+    assert not np.any([p.name.endswith(".tmp") for p in tmp_path.iterdir()])
