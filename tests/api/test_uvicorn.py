@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,16 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from conftest import ADMIN_KEY, API_KEY, error_names, post_case
+from tests.servers import uvicorn_service
 
 from predictive_scoring.scoring import Scorer
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +25,6 @@ def server(
 ) -> Iterator[tuple[httpx.Client, Path]]:
     """uvicorn --factory on a bundle directory the tests may replace; yields a keyed client."""
     live = Scorer.load(bundles["1"]).save(tmp_path_factory.mktemp("served") / "bundle")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
     env.pop("MLFLOW_TRACKING_URI", None)
     env |= {
@@ -44,45 +35,11 @@ def server(
         "PREDICTIVE_SCORING_MAX_EVENTS_PER_LEAD": "50",
         "PREDICTIVE_SCORING_MAX_BODY_BYTES": "200000",
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "predictive_scoring.serve:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=live.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "uvicorn did not become ready"
-            time.sleep(0.1)
-        with httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as client:
-            yield client, live
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+    with (
+        uvicorn_service(env, cwd=live.parent) as base,
+        httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as client,
+    ):
+        yield client, live
 
 
 def test_scores_over_http(server: tuple[httpx.Client, Path], leads: list[dict[str, Any]]) -> None:

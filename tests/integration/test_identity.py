@@ -4,10 +4,7 @@ the CRM file scorer get the same probabilities (no second feature code path anyw
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pandas as pd
 import pytest
 
 from predictive_scoring.registry import pyfunc_input_frame
+from tests.servers import uvicorn_service
 
 from .conftest import run
 
@@ -26,56 +24,20 @@ AS_OF = "2025-10-01T00:00:00Z"
 KEY = "integration-key"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def service(project: Path) -> Iterator[httpx.Client]:
     run([sys.executable, "-m", "predictive_scoring.cli", "promote", "--force"], project)
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
     env |= {
         "PREDICTIVE_SCORING_API_KEYS": KEY,
         "PREDICTIVE_SCORING_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
         "PYTHONPATH": str(project / "src"),
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "predictive_scoring.serve:create_app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "uvicorn did not become ready"
-            time.sleep(0.2)
-        with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=60) as client:
-            yield client
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with (
+        uvicorn_service(env, cwd=project) as base,
+        httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=60) as client,
+    ):
+        yield client
 
 
 def test_service_pyfunc_and_file_scorer_agree(
