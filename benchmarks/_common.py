@@ -173,13 +173,43 @@ def server(cmd: list[str], *, health_url: str, env: dict[str, str], log: Path) -
                 proc.wait()
 
 
-def service_env(*, api_key: str, tracking: bool = True) -> dict[str, str]:
-    """Environment for our service: one key, the champion from the project's MLflow store."""
+def private_tracking_store(model: str = "lead-scoring", alias: str = "champion") -> str:
+    """A copy of the project's MLflow store in a temp dir, with ``alias`` set if it is missing.
+
+    The artifacts stay where the project's store points; only the copy's aliases may change, so
+    the benchmark never moves the project's own champion.
+    """
+    import shutil
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    src = REPO / "mlflow.db"
+    if not src.exists():
+        raise SystemExit(f"{src} not found: run `dvc repro` first")
+    dest = Path(tempfile.mkdtemp(prefix="bench-mlflow-")) / "mlflow.db"
+    shutil.copy2(src, dest)
+    uri = f"sqlite:///{dest}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    try:
+        client.get_model_version_by_alias(model, alias)
+    except MlflowException:
+        latest = max(int(v.version) for v in client.search_model_versions(f"name='{model}'"))
+        client.set_registered_model_alias(model, alias, str(latest))
+        print(f"(no @{alias} in {src}: the benchmark's copy sets it on version {latest})")
+    return uri
+
+
+def service_env(*, api_key: str, tracking_uri: str | None = None) -> dict[str, str]:
+    """Environment for our service: one key, the champion from ``tracking_uri`` or the bundle."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
     env["PREDICTIVE_SCORING_API_KEYS"] = api_key
     env["PYTHONPATH"] = str(REPO / "src")
-    if tracking:
-        env["PREDICTIVE_SCORING_TRACKING_URI"] = f"sqlite:///{REPO / 'mlflow.db'}"
+    if tracking_uri:
+        env["PREDICTIVE_SCORING_TRACKING_URI"] = tracking_uri
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
 
@@ -233,7 +263,7 @@ def demo_requests(
 
 
 def lead_inputs(requests: Sequence[dict[str, Any]]) -> list[Any]:
-    """The same leads as :class:`~predictive_scoring.scoring.LeadInput` (what the service builds)."""
+    """The same leads as :class:`~predictive_scoring.scoring.LeadInput`, as the service builds."""
     from datetime import datetime as dt
 
     from predictive_scoring.scoring import LeadInput

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from predictive_scoring.features import (
     BAND_FEATURE,
@@ -13,7 +13,15 @@ from predictive_scoring.features import (
     FeatureDefinition,
 )
 
-__all__ = ["describe_feature", "feature_group"]
+__all__ = [
+    "Describer",
+    "describe_feature",
+    "feature_describer",
+    "feature_describers",
+    "feature_group",
+]
+
+Describer = Callable[[float], str]
 
 EVENT_LABELS: dict[str, tuple[str, str]] = {
     "web_visit": ("web visit", "visited the website"),
@@ -58,44 +66,83 @@ def describe_feature(
     name: str, value: float, definition: FeatureDefinition, levels: Mapping[str, Sequence[str]]
 ) -> str:
     """One short sentence for a feature and its (encoded) value."""
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return feature_describer(name, definition, levels)(value)
+
+
+def feature_describers(
+    definition: FeatureDefinition, levels: Mapping[str, Sequence[str]]
+) -> list[Describer]:
+    """One describer per model input, in definition order, compiled once per loaded model."""
+    return [feature_describer(name, definition, levels) for name in definition.feature_names]
+
+
+def _is_missing(value: float) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def feature_describer(
+    name: str, definition: FeatureDefinition, levels: Mapping[str, Sequence[str]]
+) -> Describer:
+    """A function from a feature's (encoded) value to its sentence; labels are looked up once."""
     if name in levels:
-        if missing or not 0 <= int(value) < len(levels[name]):
-            shown = "unknown"
-        else:
-            shown = levels[name][int(value)]
+        values = list(levels[name])
         if name == SENIORITY_FEATURE:
-            return f"seniority from the job title: {shown}"
-        if name == FUNCTION_FEATURE:
-            return f"function from the job title: {shown}"
-        if name == BAND_FEATURE:
-            return f"company size: {shown} employees"
-        return f"{name.replace('_', ' ')} is {shown}"
+            before, after = "seniority from the job title: ", ""
+        elif name == FUNCTION_FEATURE:
+            before, after = "function from the job title: ", ""
+        elif name == BAND_FEATURE:
+            before, after = "company size: ", " employees"
+        else:
+            before, after = name.replace("_", " ") + " is ", ""
+
+        def categorical(value: float) -> str:
+            if _is_missing(value) or not 0 <= int(value) < len(values):
+                return f"{before}unknown{after}"
+            return f"{before}{values[int(value)]}{after}"
+
+        return categorical
     if name == EMAIL_FEATURE:
-        if missing:
-            return "no usable e-mail address"
-        return "uses a free e-mail domain" if value >= 0.5 else "uses a company e-mail domain"
+
+        def email(value: float) -> str:
+            if _is_missing(value):
+                return "no usable e-mail address"
+            return "uses a free e-mail domain" if value >= 0.5 else "uses a company e-mail domain"
+
+        return email
     if name == "lead_age_days":
-        return f"lead created {value:.0f} days ago"
+        return lambda value: f"lead created {value:.0f} days ago"
     if name == "n_events_total":
-        return f"{_plural(value, 'engagement event')} so far"
+        return lambda value: f"{_plural(value, 'engagement event')} so far"
     if name == definition.active_days_name:
-        return (
-            f"active on {_plural(value, 'day')} in the last {definition.active_days_window} days"
-        )
+        window = definition.active_days_window
+        return lambda value: f"active on {_plural(value, 'day')} in the last {window} days"
     if name.startswith("n_") and name.endswith("d"):
-        body, _, window = name[2:].rpartition("_")
+        body, _, window_text = name[2:].rpartition("_")
         noun, _ = _event_label(definition, body)
-        return f"{_plural(value, noun)} in the last {window.rstrip('d')} days"
+        days = window_text.rstrip("d")
+        return lambda value: f"{_plural(value, noun)} in the last {days} days"
     if name.startswith("days_since_"):
         noun, verb = _event_label(definition, name[len("days_since_") :])
-        if missing:
-            return f"no {noun} yet"
-        return f"{verb} {value:.0f} days ago" if value >= 1 else f"{verb} today"
+
+        def recency(value: float) -> str:
+            if _is_missing(value):
+                return f"no {noun} yet"
+            return f"{verb} {value:.0f} days ago" if value >= 1 else f"{verb} today"
+
+        return recency
     if name.startswith("decayed_"):
         noun, _ = _event_label(definition, name[len("decayed_") :])
-        level = "high" if value >= 2 else "some" if value >= 0.25 else "little"
-        return f"{level} recent {noun} activity"
-    if missing:
-        return f"{name.replace('_', ' ')} is missing"
-    return f"{name.replace('_', ' ')} is {value:g}"
+
+        def decayed(value: float) -> str:
+            level = "high" if value >= 2 else "some" if value >= 0.25 else "little"
+            return f"{level} recent {noun} activity"
+
+        return decayed
+    words = name.replace("_", " ")
+
+    def other(value: float) -> str:
+        if _is_missing(value):
+            return f"{words} is missing"
+        return f"{words} is {value:g}"
+
+    return other

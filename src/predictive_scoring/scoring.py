@@ -25,7 +25,7 @@ import pandas as pd
 
 from predictive_scoring.calibration import Calibrator
 from predictive_scoring.errors import BundleError, ScoringInputError
-from predictive_scoring.explain import describe_feature
+from predictive_scoring.explain import feature_describers
 from predictive_scoring.features import FeatureDefinition
 from predictive_scoring.online import LeadBatch, OnlineExecutor
 from predictive_scoring.thresholds import Thresholds, assign_grade, assign_stage
@@ -45,6 +45,9 @@ __all__ = [
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
+# Up to this many rows LightGBM predicts on the calling thread: for a request of a few leads,
+# waking OpenMP workers costs more than the trees (and much more on a busy machine).
+SINGLE_THREAD_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class Scorer:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.executor = OnlineExecutor(definition, self.levels)
         self.feature_names = definition.feature_names
+        self._describers = feature_describers(definition, self.levels)
         if booster.num_feature() != len(self.feature_names):
             raise BundleError(
                 f"the model expects {booster.num_feature()} features but the definition has "
@@ -202,8 +206,15 @@ class Scorer:
     # --- scoring ------------------------------------------------------------------------------
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for a feature matrix in definition order."""
-        raw = self.booster.predict(np.ascontiguousarray(X, dtype=np.float64))
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        raw = self.booster.predict(X, num_threads=_threads_for(X))
         return self.calibrator.transform(np.asarray(raw, dtype=np.float64))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """SHAP values (LightGBM ``pred_contrib``) per feature, without the bias column."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        contrib = self.booster.predict(X, pred_contrib=True, num_threads=_threads_for(X))
+        return np.asarray(contrib)[:, :-1]
 
     def to_batch(self, leads: Sequence[LeadInput], *, now: int | None = None) -> LeadBatch:
         """Arrange leads into the executor's columnar batch; as_of defaults to ``now``."""
@@ -262,14 +273,11 @@ class Scorer:
         stages = assign_stage(p, self.thresholds)
         grades = assign_grade(p, self.thresholds)
         scores = probability_to_score(p)
-        positives: list[list[Reason]] = [[] for _ in range(batch.size)]
-        negatives: list[list[Reason]] = [[] for _ in range(batch.size)]
         if n_reasons > 0:
-            contrib = np.asarray(self.booster.predict(np.ascontiguousarray(X), pred_contrib=True))[
-                :, :-1
-            ]
-            for i in range(batch.size):
-                positives[i], negatives[i] = self._reasons(X[i], contrib[i], n_reasons)
+            positives, negatives = self._reasons(X, self.contributions(X), n_reasons)
+        else:
+            positives = [[] for _ in range(batch.size)]
+            negatives = [[] for _ in range(batch.size)]
         return [
             ScoreResult(
                 lead_id=str(lead_ids[i]),
@@ -291,21 +299,42 @@ class Scorer:
         return self.score_batch(batch, [lead.lead_id for lead in leads], n_reasons=n_reasons)
 
     def _reasons(
-        self, x: np.ndarray, contrib: np.ndarray, k: int
-    ) -> tuple[list[Reason], list[Reason]]:
-        order = np.argsort(contrib)
-        top_pos = [j for j in order[::-1][:k] if contrib[j] > 0]
-        top_neg = [j for j in order[:k] if contrib[j] < 0]
+        self, X: np.ndarray, contrib: np.ndarray, k: int
+    ) -> tuple[list[list[Reason]], list[list[Reason]]]:
+        """Top ``k`` positive and negative factors of every row, ordered by one argsort per row.
 
-        def reason(j: int) -> Reason:
-            name = self.feature_names[j]
-            return Reason(
-                feature=name,
-                text=describe_feature(name, float(x[j]), self.definition, self.levels),
-                impact=round(float(contrib[j]), 6),
-            )
+        Only the chosen cells are turned into text, each through its feature's precompiled
+        describer; a row's order is exactly that of ``np.argsort`` on the row alone.
+        """
+        n, n_features = contrib.shape
+        k = min(k, n_features)
+        order = np.argsort(contrib, axis=1)
+        rows = np.arange(n)[:, None]
+        top = order[:, ::-1][:, :k]
+        bottom = order[:, :k]
+        top_keep = contrib[rows, top] > 0
+        bottom_keep = contrib[rows, bottom] < 0
+        names, describers = self.feature_names, self._describers
 
-        return [reason(int(j)) for j in top_pos], [reason(int(j)) for j in top_neg]
+        def pick(i: int, cols: np.ndarray, keep: np.ndarray) -> list[Reason]:
+            x, c = X[i], contrib[i]
+            return [
+                Reason(
+                    feature=names[j],
+                    text=describers[j](float(x[j])),
+                    impact=round(float(c[j]), 6),
+                )
+                for j in cols[keep].tolist()
+            ]
+
+        positives = [pick(i, top[i], top_keep[i]) for i in range(n)]
+        negatives = [pick(i, bottom[i], bottom_keep[i]) for i in range(n)]
+        return positives, negatives
+
+
+def _threads_for(X: np.ndarray) -> int:
+    """LightGBM ``num_threads`` for a matrix: 1 for a few rows, else its default (0)."""
+    return 1 if X.shape[0] <= SINGLE_THREAD_ROWS else 0
 
 
 def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") -> np.ndarray:

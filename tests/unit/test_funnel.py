@@ -145,7 +145,7 @@ def test_engagement_before_conversion_ignores_later_events(
 
 
 def test_conversion_by_prediction_orders_stages_and_grades() -> None:
-    preds = pd.DataFrame({"p": [0.9, 0.6, 0.3, 0.05, 0.01], "label": [1, 1, 0, 0, 0]})
+    preds = pd.DataFrame({"p": [0.9, 0.6, 0.3, 0.15, 0.01], "label": [1, 1, 0, 0, 0]})
     table = conversion_by_prediction(preds, Thresholds(mql=0.2, sql=0.5, base_rate=0.04))
     stage = table[table["by"] == "stage"].set_index("level")
     assert stage.loc["SQL", "n"] == 2 and stage.loc["SQL", "rate"] == 1.0

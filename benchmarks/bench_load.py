@@ -1,0 +1,153 @@
+"""Open-loop load on one uvicorn worker over loopback: a fixed request rate for a fixed time.
+
+Not a test. An asyncio generator with one httpx.AsyncClient sends ``--rate`` one-lead requests
+per second for ``--seconds`` seconds, each scheduled at its fixed time whatever the earlier
+responses did (open loop: a slow server makes latency grow instead of the rate fall). It is
+bounded: at most rate x seconds requests, at most ``--max-inflight`` in flight (a request
+whose slot is not free in time counts as an error, "dropped"), and it stops by itself. Latency is
+measured from each request's scheduled time, so queueing in the client counts too.
+
+    python benchmarks/bench_load.py [--rate 200] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    demo_requests,
+    free_port,
+    machine_info,
+    percentiles,
+    print_table,
+    private_tracking_store,
+    server,
+    service_env,
+    write_result,
+)
+
+BENCH = "load"
+API_KEY = "bench-key"
+HOST = "127.0.0.1"  # loopback only
+
+
+async def _drive(
+    url: str, bodies: list[bytes], *, rate: float, seconds: float, max_inflight: int
+) -> dict[str, Any]:
+    total = int(rate * seconds)
+    interval = 1.0 / rate
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    slots = asyncio.Semaphore(max_inflight)
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight)
+
+    def fail(kind: str) -> None:
+        errors[kind] = errors.get(kind, 0) + 1
+
+    async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
+
+        async def one(i: int, due: float) -> None:
+            if slots.locked():
+                fail("dropped (too many in flight)")
+                return
+            async with slots:
+                try:
+                    r = await client.post(url, content=bodies[i % len(bodies)], headers=headers)
+                    latencies.append(time.perf_counter() - due)
+                    if r.status_code != 200:
+                        fail(f"HTTP {r.status_code}")
+                except httpx.HTTPError as exc:
+                    fail(type(exc).__name__)
+
+        # warm-up: a few sequential requests, not counted
+        for i in range(50):
+            await client.post(url, content=bodies[i % len(bodies)], headers=headers)
+        tasks: list[asyncio.Task[None]] = []
+        start = time.perf_counter()
+        for i in range(total):
+            due = start + i * interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        sent_s = time.perf_counter() - start
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30.0)
+        done_s = time.perf_counter() - start
+    return {
+        "requests": total,
+        "ok": len(latencies) - sum(v for k, v in errors.items() if k.startswith("HTTP")),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "achieved_rps": round(total / sent_s, 1),
+        "completed_rps": round(len(latencies) / done_s, 1),
+        **percentiles(latencies),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--max-inflight", type=int, default=64)
+    args = parser.parse_args()
+    if args.rate * args.seconds > 100_000:
+        raise SystemExit("bounded benchmark: at most 100,000 requests per run")
+    tracking = private_tracking_store()
+    bodies = [orjson.dumps(r) for r in demo_requests(200)]
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "predictive_scoring.serve:create_app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    env = service_env(api_key=API_KEY, tracking_uri=tracking)
+    log = Path(__file__).resolve().parent / "results" / "load-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine_info()}", flush=True)
+    base = f"http://{HOST}:{port}"
+    with server(cmd, health_url=f"{base}/readyz", env=env, log=log):
+        result = asyncio.run(
+            _drive(
+                f"{base}/v1/score",
+                bodies,
+                rate=args.rate,
+                seconds=args.seconds,
+                max_inflight=args.max_inflight,
+            )
+        )
+    row = {"target_rps": args.rate, "seconds": args.seconds, **result}
+    write_result(BENCH, f"one lead, {args.rate:g} rps open loop, 1 worker", **row)
+    print_table(
+        f"open loop {args.rate:g} requests/s for {args.seconds:g} s, one uvicorn worker",
+        [row],
+        ["target_rps", "achieved_rps", "requests", "errors", "p50_ms", "p99_ms", "max_ms"],
+    )
+    if result["error_kinds"]:
+        print(f"errors: {result['error_kinds']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Serving latency: our service vs ``mlflow models serve`` vs an in-process Scorer.score call.
+
+Not a test. Both servers load the same registered model (``models:/lead-scoring@champion`` in the
+project's MLflow store), run as real subprocesses with one worker on 127.0.0.1, and are asked for
+the same demo leads (about 50 events each) by one client in sequence (httpx, keep-alive), after a
+warm-up. Before any timing both servers' probabilities are checked against the in-process scorer
+to 1e-9. Reports p50/p99 and ratios for one lead per request and for 1,000 leads per request.
+
+    python benchmarks/bench_serving.py [--single 2000] [--single-mlflow 500] [--batches 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    REPO,
+    demo_requests,
+    free_port,
+    lead_inputs,
+    machine_info,
+    mlflow_body,
+    percentiles,
+    print_table,
+    private_tracking_store,
+    server,
+    service_env,
+    write_result,
+)
+
+BENCH = "serving"
+API_KEY = "bench-key"
+TOLERANCE = 1e-9
+
+
+def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    r = client.post(url, content=body, headers=headers)
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: HTTP {r.status_code}: {r.text[:500]}")
+    return orjson.loads(r.content)
+
+
+def _time_requests(
+    client: httpx.Client,
+    url: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    *,
+    n: int,
+    warm: int,
+) -> list[float]:
+    for i in range(warm):
+        _post(client, url, bodies[i % len(bodies)], headers)
+    samples: list[float] = []
+    for i in range(n):
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter()
+        r = client.post(url, content=body, headers=headers)
+        r.read()
+        samples.append(time.perf_counter() - start)
+        if r.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {r.status_code}")
+    return samples
+
+
+def _time_calls(fn: Any, *, n: int, warm: int) -> list[float]:
+    for _ in range(warm):
+        fn()
+    samples: list[float] = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def _check(name: str, got: list[float], want: list[float]) -> float:
+    worst = max(abs(a - b) for a, b in zip(got, want, strict=True))
+    if worst > TOLERANCE:
+        raise AssertionError(f"{name}: probabilities differ from the in-process scorer by {worst}")
+    return worst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--single", type=int, default=2000, help="timed one-lead requests (ours)")
+    parser.add_argument("--single-mlflow", type=int, default=500, help="timed one-lead (mlflow)")
+    parser.add_argument("--batches", type=int, default=15, help="timed 1,000-lead requests")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    args = parser.parse_args()
+
+    from predictive_scoring.registry import load_registered_scorer
+
+    tracking = private_tracking_store()
+    os.environ["MLFLOW_TRACKING_URI"] = tracking
+    scorer = load_registered_scorer("lead-scoring", "champion", root=REPO)
+    requests = demo_requests(max(args.batch_size, 200))
+    leads = lead_inputs(requests)
+    singles = requests[:200]
+    batch = requests[: args.batch_size]
+    want_single = [r.probability for r in scorer.score(leads[:200])]
+    want_batch = [r.probability for r in scorer.score(leads[: args.batch_size])]
+    print(f"machine: {machine_info()}")
+    print(
+        f"model: lead-scoring v{scorer.version}; {len(singles)} distinct single leads, "
+        f"batch of {len(batch)}; mean events/lead "
+        f"{sum(len(r['events']) for r in batch) / len(batch):.1f}"
+    )
+
+    logs = REPO / "benchmarks" / "results"
+    logs.mkdir(parents=True, exist_ok=True)
+    ours_port, mlflow_port = free_port(), free_port()
+    ours_cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "predictive_scoring.serve:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ours_port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    env = service_env(api_key=API_KEY, tracking_uri=tracking)
+    env["PREDICTIVE_SCORING_MAX_BATCH"] = str(max(args.batch_size, 1000))
+    mlflow_env = {**env, "MLFLOW_TRACKING_URI": tracking}
+    mlflow_cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models:/lead-scoring@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(mlflow_port),
+        "-w",
+        "1",
+    ]
+    ours_url = f"http://127.0.0.1:{ours_port}"
+    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+    auth = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    json_h = {"Content-Type": "application/json"}
+    results: dict[str, dict[str, Any]] = {}
+
+    single_bodies = [orjson.dumps(r) for r in singles]
+    batch_body = orjson.dumps({"leads": batch})
+    mlflow_single = [orjson.dumps(mlflow_body([r])) for r in singles]
+    mlflow_batch = orjson.dumps(mlflow_body(batch))
+
+    # The floor: the scorer in this process, on prebuilt LeadInput records.
+    cycle = itertools.cycle(leads[:200])
+    results["floor_single"] = percentiles(
+        _time_calls(lambda: scorer.score([next(cycle)]), n=args.single, warm=200)
+    )
+    results["floor_batch"] = percentiles(
+        _time_calls(lambda: scorer.score(leads[: args.batch_size]), n=args.batches, warm=2)
+    )
+
+    with (
+        server(ours_cmd, health_url=f"{ours_url}/readyz", env=env, log=logs / "ours.log"),
+        httpx.Client(timeout=120.0) as client,
+    ):
+        got = [
+            _post(client, f"{ours_url}/v1/score", b, auth)["probability"] for b in single_bodies
+        ]
+        diff_s = _check("ours single", got, want_single)
+        got_b = [
+            x["probability"]
+            for x in _post(client, f"{ours_url}/v1/score/batch", batch_body, auth)["results"]
+        ]
+        diff_b = _check("ours batch", got_b, want_batch)
+        print(f"ours agrees with the in-process scorer: max |dp| {max(diff_s, diff_b):.2e}")
+        results["ours_single"] = percentiles(
+            _time_requests(
+                client, f"{ours_url}/v1/score", single_bodies, auth, n=args.single, warm=300
+            )
+        )
+        results["ours_batch"] = percentiles(
+            _time_requests(
+                client,
+                f"{ours_url}/v1/score/batch",
+                [batch_body],
+                auth,
+                n=args.batches,
+                warm=2,
+            )
+        )
+
+    if not args.skip_mlflow:
+        with (
+            server(
+                mlflow_cmd,
+                health_url=f"{mlflow_url}/ping",
+                env=mlflow_env,
+                log=logs / "mlflow.log",
+            ),
+            httpx.Client(timeout=300.0) as client,
+        ):
+            got = [
+                _post(client, f"{mlflow_url}/invocations", b, json_h)["predictions"][0][
+                    "probability"
+                ]
+                for b in mlflow_single
+            ]
+            diff_s = _check("mlflow single", got, want_single)
+            preds = _post(client, f"{mlflow_url}/invocations", mlflow_batch, json_h)
+            diff_b = _check(
+                "mlflow batch", [p["probability"] for p in preds["predictions"]], want_batch
+            )
+            print(f"mlflow agrees with the in-process scorer: max |dp| {max(diff_s, diff_b):.2e}")
+            results["mlflow_single"] = percentiles(
+                _time_requests(
+                    client,
+                    f"{mlflow_url}/invocations",
+                    mlflow_single,
+                    json_h,
+                    n=args.single_mlflow,
+                    warm=50,
+                )
+            )
+            results["mlflow_batch"] = percentiles(
+                _time_requests(
+                    client,
+                    f"{mlflow_url}/invocations",
+                    [mlflow_batch],
+                    json_h,
+                    n=max(3, args.batches // 2),
+                    warm=1,
+                )
+            )
+
+    rows = []
+    for kind in ("single", "batch"):
+        ours = results[f"ours_{kind}"]["p50_ms"]
+        for who in ("ours", "mlflow", "floor"):
+            key = f"{who}_{kind}"
+            if key not in results:
+                continue
+            r = results[key]
+            row = {
+                "case": f"{kind} ({'1 lead' if kind == 'single' else f'{args.batch_size} leads'})",
+                "server": {
+                    "ours": "our service",
+                    "mlflow": "mlflow models serve",
+                    "floor": "in-process Scorer.score",
+                }[who],
+                **r,
+                "p50_vs_ours": round(r["p50_ms"] / ours, 2),
+            }
+            rows.append(row)
+            write_result(BENCH, key, **row)
+    print_table(
+        "latency per request (ms), one client in sequence",
+        rows,
+        ["case", "server", "n", "p50_ms", "p99_ms", "mean_ms", "p50_vs_ours"],
+    )
+    for kind in ("single", "batch"):
+        ours = results[f"ours_{kind}"]["p50_ms"]
+        line = f"{kind}: ours p50 {ours:.3f} ms"
+        if f"mlflow_{kind}" in results:
+            line += f"; mlflow/ours {results[f'mlflow_{kind}']['p50_ms'] / ours:.1f}x"
+        line += f"; ours/floor {ours / results[f'floor_{kind}']['p50_ms']:.2f}x"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
