@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,13 +65,14 @@ class TrainingResult:
     calibrator: Calibrator
     levels: dict[str, list[str]]
     best_iteration: int
+    feature_names: list[str] = field(default_factory=list)
     raw: dict[str, np.ndarray] = field(default_factory=dict)
     calibrated: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     def importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, highest gain first."""
-        names = self.booster.feature_name()
+        names = self.feature_names or self.booster.feature_name()
         return (
             pd.DataFrame(
                 {
@@ -82,6 +84,23 @@ class TrainingResult:
             .sort_values("gain", ascending=False)
             .reset_index(drop=True)
         )
+
+
+def lightgbm_names(names: list[str]) -> list[str]:
+    """Feature names LightGBM accepts (no JSON punctuation), unique, in the same order.
+
+    CRM exports have headers like "Lead Source [web]"; the definition keeps them as they are and
+    only the model text uses these.
+    """
+    out: list[str] = []
+    for name in names:
+        safe = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "feature"
+        candidate, k = safe, 1
+        while candidate in out:
+            k += 1
+            candidate = f"{safe}_{k}"
+        out.append(candidate)
+    return out
 
 
 def lgb_params(params: TrainParams) -> dict[str, Any]:
@@ -146,13 +165,11 @@ def train_model(
     dtrain = lgb.Dataset(
         matrices["train"],
         label=labels["train"],
-        feature_name=names,
-        categorical_feature=cats,
+        feature_name=lightgbm_names(names),
+        categorical_feature=[names.index(c) for c in cats],
         free_raw_data=False,
     )
-    dvalid = lgb.Dataset(
-        matrices["valid"], label=labels["valid"], reference=dtrain, categorical_feature=cats
-    )
+    dvalid = lgb.Dataset(matrices["valid"], label=labels["valid"], reference=dtrain)
     callbacks: list[Any] = [
         lgb.early_stopping(params.early_stopping_rounds, verbose=False),
         lgb.log_evaluation(period=0),
@@ -180,6 +197,7 @@ def train_model(
         calibrator=calibrator,
         levels=levels,
         best_iteration=int(best),
+        feature_names=list(names),
         raw=raw,
         calibrated=calibrated,
         labels=labels,

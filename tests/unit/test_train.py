@@ -115,3 +115,24 @@ def test_score_is_between_1_and_99() -> None:
         99,
         99,
     ]
+
+
+def test_crm_headers_with_punctuation_train() -> None:
+    data, _ = frames()
+    d = build_definition(
+        event_types=[],
+        attribute_types={"Score [web]": "numeric", "Tier: {A,B}": "categorical"},
+        windows_days=[7],
+        half_life_days=7,
+        active_days_window=30,
+        job_title_column=None,
+        email_column=None,
+        employees_column=None,
+        has_events=False,
+        has_created_at=False,
+    )
+    renamed = {
+        s: f.rename(columns={"x": "Score [web]", "tier": "Tier: {A,B}"}) for s, f in data.items()
+    }
+    res = train_model(renamed, d, TrainParams(n_estimators=20))
+    assert res.importance()["feature"].tolist()[0] in {"Score [web]", "Tier: {A,B}"}
