@@ -110,7 +110,9 @@ def feature_describer(
 
         return email
     if name == "lead_age_days":
-        return lambda value: f"lead created {value:.0f} days ago"
+        return lambda value: (
+            "creation date unknown" if math.isnan(value) else f"lead created {value:.0f} days ago"
+        )
     if name == "n_events_total":
         return lambda value: f"{_plural(value, 'engagement event')} so far"
     if name == definition.active_days_name:
