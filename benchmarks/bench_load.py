@@ -1,4 +1,4 @@
-"""Open-loop load on one uvicorn worker over loopback: a fixed request rate for a fixed time.
+"""Open-loop load on uvicorn over loopback: a fixed request rate for a fixed time.
 
 Not a test. An asyncio generator with one httpx.AsyncClient sends ``--rate`` one-lead requests
 per second for ``--seconds`` seconds, each scheduled at its fixed time whatever the earlier
@@ -7,13 +7,16 @@ bounded: at most rate x seconds requests, at most ``--max-inflight`` in flight (
 whose slot is not free in time counts as an error, "dropped"), and it stops by itself. Latency is
 measured from each request's scheduled time, so queueing in the client counts too.
 
-    python benchmarks/bench_load.py [--rate 200] [--seconds 60]
+One uvicorn worker unless ``--workers`` says otherwise.
+
+    python benchmarks/bench_load.py [--rate 200] [--seconds 60] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,6 +103,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-inflight", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
     if args.rate * args.seconds > 100_000:
         raise SystemExit("bounded benchmark: at most 100,000 requests per run")
@@ -117,7 +121,7 @@ def main() -> int:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(args.workers),
         "--log-level",
         "warning",
         "--no-access-log",
@@ -126,6 +130,7 @@ def main() -> int:
     log = Path(__file__).resolve().parent / "results" / "load-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine_info()}", flush=True)
+    load_start = os.getloadavg()
     base = f"http://{HOST}:{port}"
     with server(cmd, health_url=f"{base}/readyz", env=env, log=log):
         result = asyncio.run(
@@ -137,12 +142,29 @@ def main() -> int:
                 max_inflight=args.max_inflight,
             )
         )
-    row = {"target_rps": args.rate, "seconds": args.seconds, **result}
-    write_result(BENCH, f"one lead, {args.rate:g} rps open loop, 1 worker", **row)
+    row = {
+        "target_rps": args.rate,
+        "seconds": args.seconds,
+        "workers": args.workers,
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        **result,
+    }
+    write_result(BENCH, f"one lead, {args.rate:g} rps open loop, {args.workers} worker(s)", **row)
     print_table(
-        f"open loop {args.rate:g} requests/s for {args.seconds:g} s, one uvicorn worker",
+        f"open loop {args.rate:g} requests/s for {args.seconds:g} s, "
+        f"{args.workers} uvicorn worker(s)",
         [row],
-        ["target_rps", "achieved_rps", "requests", "errors", "p50_ms", "p99_ms", "max_ms"],
+        [
+            "workers",
+            "target_rps",
+            "achieved_rps",
+            "requests",
+            "errors",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+        ],
     )
     if result["error_kinds"]:
         print(f"errors: {result['error_kinds']}")

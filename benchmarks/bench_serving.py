@@ -113,6 +113,7 @@ def main() -> int:
     want_single = [r.probability for r in scorer.score(leads[:200])]
     want_batch = [r.probability for r in scorer.score(leads[: args.batch_size])]
     print(f"machine: {machine_info()}")
+    print(f"load average at start: {os.getloadavg()}")
     print(
         f"model: lead-scoring v{scorer.version}; {len(singles)} distinct single leads, "
         f"batch of {len(batch)}; mean events/lead "
@@ -205,6 +206,35 @@ def main() -> int:
                 warm=2,
             )
         )
+        # Probability only (?reasons=false): no SHAP. Reported on its own rows, never in the
+        # like-for-like ratios, since mlflow serve computes the reasons.
+        got_nr = [
+            x["probability"]
+            for x in _post(client, f"{ours_url}/v1/score/batch?reasons=false", batch_body, auth)[
+                "results"
+            ]
+        ]
+        _check("ours batch, reasons=false", got_nr, want_batch)
+        results["ours_single_noreasons"] = percentiles(
+            _time_requests(
+                client,
+                f"{ours_url}/v1/score?reasons=false",
+                single_bodies,
+                auth,
+                n=args.single,
+                warm=300,
+            )
+        )
+        results["ours_batch_noreasons"] = percentiles(
+            _time_requests(
+                client,
+                f"{ours_url}/v1/score/batch?reasons=false",
+                [batch_body],
+                auth,
+                n=args.batches,
+                warm=2,
+            )
+        )
 
     if not args.skip_mlflow:
         with (
@@ -252,8 +282,8 @@ def main() -> int:
     rows = []
     for kind in ("single", "batch"):
         ours = results[f"ours_{kind}"]["p50_ms"]
-        for who in ("ours", "mlflow", "floor"):
-            key = f"{who}_{kind}"
+        for who in ("ours", "mlflow", "floor", "ours_noreasons"):
+            key = f"ours_{kind}_noreasons" if who == "ours_noreasons" else f"{who}_{kind}"
             if key not in results:
                 continue
             r = results[key]
@@ -263,6 +293,7 @@ def main() -> int:
                     "ours": "our service",
                     "mlflow": "mlflow models serve",
                     "floor": "in-process Scorer.score",
+                    "ours_noreasons": "our service, ?reasons=false (not like-for-like)",
                 }[who],
                 **r,
                 "p50_vs_ours": round(r["p50_ms"] / ours, 2),
@@ -281,6 +312,7 @@ def main() -> int:
             line += f"; mlflow/ours {results[f'mlflow_{kind}']['p50_ms'] / ours:.1f}x"
         line += f"; ours/floor {ours / results[f'floor_{kind}']['p50_ms']:.2f}x"
         print(line)
+    print(f"load average at end: {os.getloadavg()}")
     return 0
 
 

@@ -154,10 +154,13 @@ class OnlineExecutor:
         X[:, self._col["n_events_total"]] = np.bincount(lead, minlength=n)
         in_active = age <= d.active_days_window * SECONDS_PER_DAY
         if in_active.any():
-            pairs = np.unique(
-                np.stack([lead[in_active], ts[in_active] // SECONDS_PER_DAY], axis=1), axis=0
-            )
-            active = np.bincount(pairs[:, 0], minlength=n).astype(np.float64)
+            # Distinct (lead, day) pairs as one int64 key each: a 1-D unique is several times
+            # cheaper than np.unique(axis=0) over stacked pairs, and the count is the same.
+            day = ts[in_active] // SECONDS_PER_DAY
+            first_day = day.min()
+            span = day.max() - first_day + 1
+            pairs = np.unique(lead[in_active] * span + (day - first_day))
+            active = np.bincount(pairs // span, minlength=n).astype(np.float64)
         else:
             active = np.zeros(n, dtype=np.float64)
         X[:, self._col[d.active_days_name]] = active

@@ -112,6 +112,7 @@ class Scorer:
         self.executor = OnlineExecutor(definition, self.levels)
         self.feature_names = definition.feature_names
         self._describers = feature_describers(definition, self.levels)
+        self.input_columns = _input_columns(definition)
         if booster.num_feature() != len(self.feature_names):
             raise BundleError(
                 f"the model expects {booster.num_feature()} features but the definition has "
@@ -220,17 +221,9 @@ class Scorer:
         """Arrange leads into the executor's columnar batch; as_of defaults to ``now``."""
         now_s = int(time.time()) if now is None else int(now)
         n = len(leads)
-        columns: dict[str, list[object]] = {}
-        wanted = [name for name, _ in self.definition.attributes]
-        for extra in (
-            self.definition.job_title_column,
-            self.definition.email_column,
-            self.definition.employees_column,
-        ):
-            if extra and extra not in wanted:
-                wanted.append(extra)
-        for name in wanted:
-            columns[name] = [lead.attributes.get(name) for lead in leads]
+        columns: dict[str, list[object]] = {
+            name: [lead.attributes.get(name) for lead in leads] for name in self.input_columns
+        }
         as_of = np.fromiter(
             (lead.as_of if lead.as_of is not None else now_s for lead in leads),
             dtype=np.int64,
@@ -330,6 +323,19 @@ class Scorer:
         positives = [pick(i, top[i], top_keep[i]) for i in range(n)]
         negatives = [pick(i, bottom[i], bottom_keep[i]) for i in range(n)]
         return positives, negatives
+
+
+def _input_columns(definition: FeatureDefinition) -> list[str]:
+    """The attribute names a batch needs: the model's attributes and the derived inputs."""
+    wanted = [name for name, _ in definition.attributes]
+    for extra in (
+        definition.job_title_column,
+        definition.email_column,
+        definition.employees_column,
+    ):
+        if extra and extra not in wanted:
+            wanted.append(extra)
+    return wanted
 
 
 def _threads_for(X: np.ndarray) -> int:
