@@ -110,8 +110,9 @@ class TrainParams(_Section):
     """LightGBM and calibration settings."""
 
     objective: Literal["binary"] = "binary"
-    num_leaves: int = Field(31, ge=2)
-    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(8, ge=2)
+    max_depth: int = Field(5, ge=-1, description="-1: no limit; shallow trees explain faster")
+    learning_rate: float = Field(0.1, gt=0, le=1)
     n_estimators: int = Field(2000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
     min_child_samples: int = Field(50, ge=1)

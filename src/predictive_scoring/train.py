@@ -109,6 +109,7 @@ def lgb_params(params: TrainParams) -> dict[str, Any]:
         "objective": params.objective,
         "learning_rate": params.learning_rate,
         "num_leaves": params.num_leaves,
+        "max_depth": params.max_depth,
         "min_child_samples": params.min_child_samples,
         "feature_fraction": params.feature_fraction,
         "bagging_fraction": params.bagging_fraction,

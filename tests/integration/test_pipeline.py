@@ -164,7 +164,7 @@ def test_experiment_run_makes_a_second_mlflow_run(project: Path) -> None:
     run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.num_leaves=15"], project)
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == before + 1
-    assert {r.data.params["train.num_leaves"] for r in runs} >= {"31", "15"}
+    assert {r.data.params["train.num_leaves"] for r in runs} >= {"8", "15"}
 
 
 @pytest.mark.parametrize("breakage", ["drop_column", "duplicate_ids"])
