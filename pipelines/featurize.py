@@ -7,11 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from predictive_scoring.batch import connect_duckdb
 from predictive_scoring.config import load_params
-from predictive_scoring.dataset import featurize_dataset
+from predictive_scoring.dataset import featurize_files
 from predictive_scoring.errors import PredictiveScoringError
 from predictive_scoring.io import setup_logging, write_json, write_parquet
-from predictive_scoring.schema import load_raw
 
 logger = logging.getLogger("pipelines.featurize")
 
@@ -24,14 +24,16 @@ def main() -> int:
     setup_logging()
     params = load_params(args.params)
     try:
-        raw = load_raw(params.data, root=Path(params.data.dir))
         if params.featurize.engine == "spark":
             from predictive_scoring.spark import spark_connection
 
             con = spark_connection(params.featurize.spark)
         else:
-            con = None
-        features = featurize_dataset(raw, params.data, params.featurize, con=con)
+            con = connect_duckdb(memory_limit=params.featurize.duckdb_memory_limit)
+        # Parquet events are read by the engine itself (out of core), never loaded into pandas.
+        features = featurize_files(
+            params.data, params.featurize, root=Path(params.data.dir), con=con
+        )
     except PredictiveScoringError as exc:
         logger.error("featurize failed, nothing written:\n%s", exc)
         return 1

@@ -93,6 +93,9 @@ class FeaturizeParams(_Section):
     """Point-in-time snapshots, labels, the split and the feature definition knobs."""
 
     engine: Literal["duckdb", "spark"] = "duckdb"
+    duckdb_memory_limit: str | None = Field(
+        "2GB", description="DuckDB spills to disk past this; leaves room for the result in pandas"
+    )
     offsets_days: list[int] = Field(default_factory=lambda: [0, 7, 30, 60])
     target_stage: Literal["mql", "sql", "opportunity", "won"] = "won"
     horizon_days: int = Field(90, ge=1)

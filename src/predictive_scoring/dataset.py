@@ -87,6 +87,19 @@ def _split_stratified(leads: pd.DataFrame, params: FeaturizeParams) -> pd.Series
     return split
 
 
+def _fetch_pandas(con: Any, expr: ir.Table) -> pd.DataFrame:
+    """``con.to_pandas(expr)`` with a lower peak on DuckDB, where Ibis turns every column with
+    a null into a Python list first; here Arrow columns are freed as they are converted."""
+    if getattr(con, "name", None) != "duckdb":
+        return con.to_pandas(expr)
+    from ibis.backends.duckdb.converter import DuckDBPandasData
+
+    arrow = con.to_pyarrow(expr)
+    frame = arrow.to_pandas(self_destruct=True, split_blocks=True)
+    del arrow
+    return DuckDBPandasData.convert_table(frame, expr.schema())
+
+
 def _weeks(as_of: pd.Series) -> float:
     if as_of.empty:
         return 0.0
@@ -201,7 +214,7 @@ def featurize_dataset(
     expr = featurize_expr(snap_t, leads_t, ev_t, definition)
     # Sorted by split, each split is a slice of one frame: with copy-on-write the slices share
     # its memory instead of copying the whole feature table once more (it is the peak).
-    table = con.to_pandas(expr.order_by(["split", "lead_id", "as_of_s"]))
+    table = _fetch_pandas(con, expr.order_by(["split", "lead_id", "as_of_s"]))
     table.insert(2, "as_of", pd.to_datetime(table["as_of_s"], unit="s", utc=True))
     logger.info("featurized %d snapshots x %d features", len(table), len(definition.feature_names))
     split_of = table["split"].to_numpy(dtype=object)

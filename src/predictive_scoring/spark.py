@@ -1,9 +1,9 @@
 """Apache Spark: a session for the batch executor and batch scoring with the registered model.
 
 The same Ibis expression that runs on DuckDB runs here (DESIGN section 4), so the engine choice
-never changes a number. The master comes from the conf (``featurize.spark`` in params.yaml), or
-from ``spark-submit`` (``SPARK_MASTER`` / ``PYSPARK_SUBMIT_ARGS``), so one script runs in
-``local[*]`` on a laptop and on a cluster unchanged. Needs the optional ``spark`` extra and Java.
+never changes a number. The master comes from ``SPARK_MASTER`` or ``spark-submit --master`` when
+set, else from the conf (``featurize.spark`` in params.yaml), so one script runs in ``local[*]``
+on a laptop and on a cluster unchanged. Needs the optional ``spark`` extra and Java 17.
 """
 
 from __future__ import annotations
@@ -39,12 +39,16 @@ _FIXED = {
 
 
 def _master(conf: Mapping[str, str]) -> str | None:
-    """The conf's master, unless spark-submit already chose one (then Spark's own wins)."""
+    """``SPARK_MASTER``, else None under spark-submit (its --master holds), else the conf's."""
     if os.environ.get("SPARK_MASTER"):
         return os.environ["SPARK_MASTER"]
+    # Under spark-submit the driver's JVM is already up (it hands Python a gateway port) and
+    # carries --master; PYSPARK_SUBMIT_ARGS carries it for a plain `python` launch.
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return None
     if "--master" in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
         return None
-    return conf.get("spark.master")
+    return conf.get("spark.master", "local[*]")
 
 
 def spark_session(
@@ -53,8 +57,8 @@ def spark_session(
     """Get or create the SparkSession: UTC, Arrow, and few shuffle partitions in local mode.
 
     ``conf`` holds Spark settings (``spark.master``, ``spark.driver.memory``, ...). The master is
-    taken from ``SPARK_MASTER`` or from ``spark-submit --master`` when set, else from ``conf``,
-    else ``local[*]``.
+    ``SPARK_MASTER`` if set, else spark-submit's ``--master``, else ``conf``, else ``local[*]``.
+    Local sessions get few shuffle partitions and run Python workers with this interpreter.
     """
     try:
         from pyspark.sql import SparkSession
@@ -69,7 +73,10 @@ def spark_session(
     if master:
         builder = builder.master(master)
     conf.pop("spark.master", None)
-    local = (master or "local").startswith("local")
+    # The feature table (one row per snapshot) is collected to the driver; Spark's 1 GB cap on
+    # collected results stops at about 1.5M snapshots.
+    conf.setdefault("spark.driver.maxResultSize", "8g")
+    local = master is not None and master.startswith("local")
     if local:
         conf.setdefault("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
         conf.setdefault("spark.ui.showConsoleProgress", "false")
