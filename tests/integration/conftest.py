@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -33,6 +34,25 @@ def run(cmd: list[str], cwd: Path, *, check: bool = True) -> subprocess.Complete
             f"{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def score_file(
+    project: Path, leads: pd.DataFrame, events: pd.DataFrame, workdir: Path, *, as_of: str
+) -> pd.DataFrame:
+    """Run `predictive-scoring score` on CSV copies of leads and events; return the output."""
+    leads.to_csv(workdir / "leads.csv", index=False)
+    events.to_csv(workdir / "events.csv", index=False)
+    out = workdir / "scored.csv"
+    run(
+        [
+            sys.executable, "-m", "predictive_scoring.cli", "score",
+            "--leads", str(workdir / "leads.csv"), "--events", str(workdir / "events.csv"),
+            "--output", str(out), "--model", str(project / "models/lead-scoring"),
+            "--as-of", as_of,
+        ],
+        project,
+    )  # fmt: skip
+    return pd.read_csv(out, dtype={"lead_id": str})
 
 
 def make_project(dest: Path, overrides: dict[str, dict[str, object]]) -> Path:

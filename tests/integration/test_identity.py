@@ -17,7 +17,7 @@ import pytest
 from predictive_scoring.registry import pyfunc_input_frame
 from tests.servers import uvicorn_service
 
-from .conftest import run
+from .conftest import run, score_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AS_OF = "2025-10-01T00:00:00Z"
@@ -77,28 +77,7 @@ def test_service_pyfunc_and_file_scorer_agree(
     pyfunc = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
     from_pyfunc = pyfunc.predict(pyfunc_input_frame(leads, events, as_of=AS_OF))
 
-    leads.to_csv(tmp_path / "leads.csv", index=False)
-    events.to_csv(tmp_path / "events.csv", index=False)
-    run(
-        [
-            sys.executable,
-            "-m",
-            "predictive_scoring.cli",
-            "score",
-            "--leads",
-            str(tmp_path / "leads.csv"),
-            "--events",
-            str(tmp_path / "events.csv"),
-            "--output",
-            str(tmp_path / "scored.csv"),
-            "--model",
-            str(project / "models/lead-scoring"),
-            "--as-of",
-            AS_OF,
-        ],
-        project,
-    )
-    scored = pd.read_csv(tmp_path / "scored.csv", dtype={"lead_id": str})
+    scored = score_file(project, leads, events, tmp_path, as_of=AS_OF)
 
     ids = leads["lead_id"].tolist()
     service_p = np.array([served[i] for i in ids])

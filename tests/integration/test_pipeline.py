@@ -20,7 +20,7 @@ from predictive_scoring.registry import (
 )
 from predictive_scoring.scoring import Scorer, batch_from_frames
 
-from .conftest import make_project, run
+from .conftest import make_project, run, score_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AS_OF = "2025-10-01T00:00:00Z"
@@ -96,29 +96,7 @@ def test_bundle_pyfunc_and_online_give_the_same_probability(project: Path) -> No
 
 def test_file_scorer_matches_the_bundle(project: Path, tmp_path: Path) -> None:
     leads, events = sample_leads(project)
-    leads.to_csv(tmp_path / "leads.csv", index=False)
-    events.to_csv(tmp_path / "events.csv", index=False)
-    out = tmp_path / "scored.csv"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "predictive_scoring.cli",
-            "score",
-            "--leads",
-            str(tmp_path / "leads.csv"),
-            "--events",
-            str(tmp_path / "events.csv"),
-            "--output",
-            str(out),
-            "--model",
-            str(project / "models/lead-scoring"),
-            "--as-of",
-            AS_OF,
-        ],
-        project,
-    )
-    scored = pd.read_csv(out)
+    scored = score_file(project, leads, events, tmp_path, as_of=AS_OF)
     assert list(scored.columns[:5]) == ["lead_id", "probability", "score", "stage", "grade"]
     assert {"top_positive_reasons", "model_version", "scored_at"} <= set(scored.columns)
     bundle = Scorer.load(project / "models/lead-scoring")

@@ -11,16 +11,17 @@ import pytest
 from predictive_scoring.calibration import Calibrator, fit_calibrator
 from predictive_scoring.config import TrainParams
 from predictive_scoring.errors import BundleError, FeatureError
-from predictive_scoring.features import build_definition
+from predictive_scoring.features import FeatureDefinition, build_definition
 from predictive_scoring.scoring import LeadInput, Scorer, probability_to_score
 from predictive_scoring.thresholds import Thresholds
 from predictive_scoring.train import category_levels, encode_frame, train_model
 
 
-def frames(seed: int = 0) -> tuple[dict[str, pd.DataFrame], object]:
-    d = build_definition(
+def attribute_definition(attribute_types: dict[str, str]) -> FeatureDefinition:
+    """A definition of attributes only (a flat export)."""
+    return build_definition(
         event_types=[],
-        attribute_types={"x": "numeric", "tier": "categorical"},
+        attribute_types=attribute_types,  # type: ignore[arg-type]
         windows_days=[7],
         half_life_days=7,
         active_days_window=30,
@@ -30,6 +31,10 @@ def frames(seed: int = 0) -> tuple[dict[str, pd.DataFrame], object]:
         has_events=False,
         has_created_at=False,
     )
+
+
+def frames(seed: int = 0) -> tuple[dict[str, pd.DataFrame], object]:
+    d = attribute_definition({"x": "numeric", "tier": "categorical"})
     rng = np.random.default_rng(seed)
     out = {}
     for split, n in (("train", 3000), ("valid", 1500), ("test", 1500)):
@@ -119,18 +124,7 @@ def test_score_is_between_1_and_99() -> None:
 
 def test_crm_headers_with_punctuation_train() -> None:
     data, _ = frames()
-    d = build_definition(
-        event_types=[],
-        attribute_types={"Score [web]": "numeric", "Tier: {A,B}": "categorical"},
-        windows_days=[7],
-        half_life_days=7,
-        active_days_window=30,
-        job_title_column=None,
-        email_column=None,
-        employees_column=None,
-        has_events=False,
-        has_created_at=False,
-    )
+    d = attribute_definition({"Score [web]": "numeric", "Tier: {A,B}": "categorical"})
     renamed = {
         s: f.rename(columns={"x": "Score [web]", "tier": "Tier: {A,B}"}) for s, f in data.items()
     }
