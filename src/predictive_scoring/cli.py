@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sys
 from pathlib import Path
@@ -172,10 +171,6 @@ def api_key() -> None:
     import secrets
 
     typer.echo(f"ps_{secrets.token_urlsafe(24)}")
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":  # pragma: no cover

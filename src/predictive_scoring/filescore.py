@@ -6,13 +6,12 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from predictive_scoring.errors import ScoringInputError
 from predictive_scoring.io import atomic_path
-from predictive_scoring.scoring import Scorer, batch_from_frames, results_frame
+from predictive_scoring.scoring import Scorer, batch_from_frames, epoch_seconds_of, results_frame
 from predictive_scoring.train import encode_frame
 
 __all__ = ["metric_on_features", "read_any", "score_files"]
@@ -52,23 +51,17 @@ def score_files(
     when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
     now_s = int(when.timestamp())
     if event_frame is not None and "ts" in event_frame.columns:
-        ts = pd.to_datetime(event_frame["ts"], utc=True, errors="coerce", format="ISO8601")
-        bad = ts.isna() & event_frame["ts"].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-            raise ScoringInputError(
-                f"{events}: row {row}: column 'ts' value {event_frame['ts'].iloc[row - 1]!r} "
-                "is not a timestamp; use ISO 8601 such as 2025-03-01T12:00:00Z",
-                field="ts",
-                row=row,
-            )
+        # checked once on the whole file, so an error names the row of the file, not of a chunk
+        epoch_seconds_of(event_frame["ts"], field="ts", source=str(events))
     parts = []
     for start in range(0, len(lead_frame), CHUNK):
         chunk = lead_frame.iloc[start : start + CHUNK]
         ev = None
         if event_frame is not None:
             ev = event_frame[event_frame["lead_id"].astype(str).isin(chunk["lead_id"].astype(str))]
-        batch, ids = batch_from_frames(chunk, ev, now=now_s, source=str(leads))
+        batch, ids = batch_from_frames(
+            chunk, ev, now=now_s, source=str(leads), events_source=str(events)
+        )
         parts.append(results_frame(scorer.score_batch(batch, ids), version=scorer.version))
     out = pd.concat(parts, ignore_index=True) if parts else results_frame([], version="")
     out["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

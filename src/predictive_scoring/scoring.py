@@ -372,6 +372,7 @@ def batch_from_frames(
     *,
     now: int | None = None,
     source: str = "leads",
+    events_source: str = "events",
     id_column: str = "lead_id",
     created_column: str = "created_at",
     as_of_column: str = "as_of",
@@ -408,7 +409,7 @@ def batch_from_frames(
             raise ScoringInputError(f"{source}: duplicate lead ids {dupes}", field=id_column)
         idx = row_of.reindex(events["lead_id"].astype(str)).to_numpy()
         known = ~np.isnan(idx)
-        ts = epoch_seconds_of(events["ts"], field="ts", source="events")
+        ts = epoch_seconds_of(events["ts"], field="ts", source=events_source)
         known &= ~np.isnan(ts)
         event_lead = idx[known].astype(np.int64)
         event_type = events["event_type"].astype(str).to_numpy()[known].tolist()
