@@ -43,6 +43,20 @@ def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _not_future(
+    value: datetime | None, loc: list[str | int], latest: int, *, hint: str = ""
+) -> int | None:
+    """Epoch seconds of an optional timestamp, refused when it lies after ``latest``."""
+    if value is None:
+        return None
+    seconds = epoch_seconds(value)
+    if seconds > latest:
+        raise RequestProblem(
+            loc, f"{loc[-1]} {_iso(seconds)} lies in the future{hint}", "future_timestamp"
+        )
+    return seconds
+
+
 def _check_numeric(name: str, value: object, loc: list[str | int]) -> None:
     if value is None or isinstance(value, bool | int | float):
         return
@@ -77,25 +91,9 @@ def to_lead_input(
         )
     for name in numeric_inputs.intersection(lead.attributes):
         _check_numeric(name, lead.attributes[name], loc)
-    as_of: int | None = None
-    if lead.as_of is not None:
-        as_of = epoch_seconds(lead.as_of)
-        if as_of > latest:
-            raise RequestProblem(
-                [*loc, "as_of"],
-                f"as_of {_iso(as_of)} lies in the future; omit it to score as of now",
-                "future_timestamp",
-            )
-    created: float | None = None
-    if lead.created_at is not None:
-        created_s = epoch_seconds(lead.created_at)
-        if created_s > latest:
-            raise RequestProblem(
-                [*loc, "created_at"],
-                f"created_at {_iso(created_s)} lies in the future",
-                "future_timestamp",
-            )
-        created = float(created_s)
+    as_of = _not_future(lead.as_of, [*loc, "as_of"], latest, hint="; omit it to score as of now")
+    created_s = _not_future(lead.created_at, [*loc, "created_at"], latest)
+    created = None if created_s is None else float(created_s)
     events: list[tuple[str, int]] = []
     for i, event in enumerate(lead.events):
         ts = epoch_seconds(event.ts)
