@@ -7,6 +7,7 @@ executor (:mod:`predictive_scoring.batch`) must agree with it; a parity test hol
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -135,9 +136,8 @@ class OnlineExecutor:
             X[:, self._col["lead_age_days"]] = (
                 as_of.astype(np.float64) - batch.created.astype(np.float64)
             ) / float(SECONDS_PER_DAY)
-        type_index = self._type_index
         tidx = np.fromiter(
-            (type_index.get(t, -1) for t in batch.event_type),
+            map(self._type_index.get, batch.event_type, itertools.repeat(-1)),
             dtype=np.int64,
             count=len(batch.event_type),
         )
