@@ -117,6 +117,28 @@ def test_future_and_limits_fall_back() -> None:
     assert lean({"leads": [p, p]}, batch=True) is None
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"attributes": None},
+        {"events": None},
+        {"lead_id": "x" * 257},
+        {"created_at": 1.5e9},
+        {"events": [{"event_type": "a", "ts": 1.5e9}]},
+        {"events": [{"event_type": "a", "ts": True}]},
+        {"events": [{"event_type": "a" * 201, "ts": 1}]},
+        {"events": [{"event_type": "", "ts": 1}]},
+        {"events": [["a", 1]]},
+    ],
+    ids=lambda c: ",".join(f"{k}={str(v)[:12]}" for k, v in c.items()),
+)
+def test_shapes_the_decoder_refuses_fall_back(change: dict[str, Any]) -> None:
+    p = _synthetic(1, seed=2)[0][0]
+    assert lean(p, batch=False) is not None
+    assert lean({**p, **change}, batch=False) is None
+    assert lean({"leads": [{**p, "lead_id": "first"}, {**p, **change}]}, batch=True) is None
+
+
 def test_reasons_false_skips_only_the_reasons(
     live_bundle: Any, leads: list[dict[str, Any]]
 ) -> None:
