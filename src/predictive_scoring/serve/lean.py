@@ -156,14 +156,16 @@ def _numeric_ok(value: object) -> bool:
         return False
 
 
-class _Event(msgspec.Struct):
+# gc=False: decoded JSON holds no reference cycles, and 50,000 events per batch left untracked
+# keep the cyclic collector from scanning them (a third of the decode time).
+class _Event(msgspec.Struct, gc=False):
     """An event as the lean path takes it; other fields (url, channel, ...) are ignored."""
 
     event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_EVENT_TYPE)]
     ts: str | int
 
 
-class _Lead(msgspec.Struct, forbid_unknown_fields=True):
+class _Lead(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     lead_id: str | int
     attributes: dict[str, str | bool | int | float | None] = {}
     created_at: str | int | None = None
@@ -171,7 +173,7 @@ class _Lead(msgspec.Struct, forbid_unknown_fields=True):
     events: list[_Event] = []
 
 
-class _Batch(msgspec.Struct, forbid_unknown_fields=True):
+class _Batch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     leads: list[_Lead]
 
 
