@@ -15,15 +15,14 @@ the models), and a registered fast handler answers first when it can.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 from fastapi.routing import APIRoute
+from numba import njit
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -46,13 +45,6 @@ _MAX_LEAD_ID = 256
 _MAX_EVENT_TYPE = 200
 # Whole epoch seconds up to 2286; pydantic reads larger numbers as milliseconds.
 _MAX_EPOCH = 9_999_999_999
-_DIGIT_AT = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
-_SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
-_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z?")
-_EPOCH = datetime(1970, 1, 1)
-_SECOND = timedelta(seconds=1)
-# From this many timestamps on, one vectorised pass beats converting them one by one.
-_VECTOR_MIN = 256
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
@@ -64,54 +56,64 @@ class LeanLeads:
     lead_ids: list[str]
 
 
-def _parse_texts(values: Sequence[object]) -> np.ndarray | None:
-    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` texts with an optional ``Z`` (both UTC)."""
-    n = len(values)
-    arr = np.array(values)
-    if arr.dtype.kind != "U" or arr.dtype.itemsize not in (19 * 4, 20 * 4):
-        return None
-    codes = arr.astype("U20").view(np.uint32).reshape(n, 20).astype(np.int64)
-    if not ((codes[:, 19] == ord("Z")) | (codes[:, 19] == 0)).all():
-        return None
-    for pos, char in _SEPARATORS.items():
-        if not (codes[:, pos] == char).all():
+@njit(cache=True, nogil=True)
+def _civil_seconds(codes: np.ndarray, out: np.ndarray) -> bool:
+    """Fill ``out`` with the epoch seconds of each row of ASCII codes; False if any row is not
+    exactly ``YYYY-MM-DDTHH:MM:SS`` (plus ``Z`` in a 20th column) with in-range fields."""
+    n, width = codes.shape
+    zero = 48
+    for i in range(n):
+        row = codes[i]
+        if width == 20 and row[19] != 90:  # "Z"
+            return False
+        if row[4] != 45 or row[7] != 45 or row[10] != 84 or row[13] != 58 or row[16] != 58:
+            return False
+        for j in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+            if row[j] < zero or row[j] > zero + 9:
+                return False
+        year = (
+            (row[0] - zero) * 1000 + (row[1] - zero) * 100 + (row[2] - zero) * 10 + row[3] - zero
+        )
+        month = (row[5] - zero) * 10 + row[6] - zero
+        day = (row[8] - zero) * 10 + row[9] - zero
+        hour = (row[11] - zero) * 10 + row[12] - zero
+        minute = (row[14] - zero) * 10 + row[15] - zero
+        second = (row[17] - zero) * 10 + row[18] - zero
+        if year < 1 or month < 1 or month > 12 or day < 1:
+            return False
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        last_day = _DAYS_IN_MONTH[month] + (1 if month == 2 and leap else 0)
+        if day > last_day or hour > 23 or minute > 59 or second > 59:
+            return False
+        # Days from the civil date (H. Hinnant's algorithm), exact for every Gregorian day.
+        y = year - (1 if month <= 2 else 0)
+        era = y // 400
+        yoe = y - era * 400
+        doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+        doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+        days = era * 146_097 + doe - 719_468
+        out[i] = days * 86_400 + hour * 3_600 + minute * 60 + second
+    return True
+
+
+def _parse_texts(values: Sequence[str]) -> np.ndarray | None:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` texts with an optional ``Z`` (both UTC).
+
+    The texts are joined into one ASCII buffer and read as an (n, width) byte matrix; lengths are
+    checked first, so no text can shift into its neighbour's row.
+    """
+    lengths = set(map(len, values))
+    if lengths != {19} and lengths != {20}:
+        values = [v[:-1] if len(v) == 20 and v[-1] == "Z" else v for v in values]
+        if set(map(len, values)) != {19}:
             return None
-    d = codes[:, _DIGIT_AT] - ord("0")
-    if not ((d >= 0) & (d <= 9)).all():
-        return None
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month = d[:, 4] * 10 + d[:, 5]
-    day = d[:, 6] * 10 + d[:, 7]
-    hour = d[:, 8] * 10 + d[:, 9]
-    minute = d[:, 10] * 10 + d[:, 11]
-    second = d[:, 12] * 10 + d[:, 13]
-    if not ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)).all():
-        return None
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    last_day = _DAYS_IN_MONTH[month] + ((month == 2) & leap)
-    if not ((day <= last_day) & (hour <= 23) & (minute <= 59) & (second <= 59)).all():
-        return None
-    # Days from the civil date (H. Hinnant's algorithm), exact for every proleptic Gregorian day.
-    y = year - (month <= 2)
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    days = era * 146_097 + doe - 719_468
-    out: np.ndarray = days * 86_400 + hour * 3_600 + minute * 60 + second
-    return out
-
-
-def _one_epoch(value: object) -> int | None:
-    """One timestamp of the lean subset in whole UTC epoch seconds, else None."""
-    if type(value) is int:
-        return value if 0 <= value <= _MAX_EPOCH else None
-    if type(value) is not str or _ISO.fullmatch(value) is None or value[11:13] > "23":
-        return None
     try:
-        return (datetime.fromisoformat(value[:19]) - _EPOCH) // _SECOND
-    except ValueError:  # out-of-range fields such as month 13 or second 60
+        buffer = "".join(values).encode("ascii")
+    except UnicodeEncodeError:
         return None
+    codes = np.frombuffer(buffer, dtype=np.uint8).reshape(len(values), -1)
+    out = np.empty(len(values), dtype=np.int64)
+    return out if _civil_seconds(codes, out) else None
 
 
 def parse_epoch_seconds(values: Sequence[object]) -> np.ndarray | None:
@@ -119,30 +121,24 @@ def parse_epoch_seconds(values: Sequence[object]) -> np.ndarray | None:
 
     The subset: ``YYYY-MM-DDTHH:MM:SS`` with or without ``Z`` (no offset means UTC) and whole
     epoch seconds from 0 to 9,999,999,999. The values equal what the pydantic models give.
-    Short lists are converted one by one (numpy's per-call cost dominates there).
     """
-    n = len(values)
-    if n < _VECTOR_MIN:
-        seconds = [_one_epoch(v) for v in values]
-        if None in seconds:
-            return None
-        return np.array(seconds, dtype=np.int64)
     kinds = set(map(type, values))
-    if kinds == {str}:
-        return _parse_texts(values)
     if not kinds <= {str, int}:
         return None
-    is_int = np.fromiter((type(v) is int for v in values), dtype=bool, count=n)
+    texts = [v for v in values if type(v) is str]
     ints = [v for v in values if type(v) is int]
     if any(not 0 <= v <= _MAX_EPOCH for v in ints):
         return None
-    out = np.empty(n, dtype=np.int64)
+    if not ints:
+        return _parse_texts(texts) if texts else np.empty(0, dtype=np.int64)
+    out = np.empty(len(values), dtype=np.int64)
+    is_int = np.fromiter((type(v) is int for v in values), dtype=bool, count=len(values))
     out[is_int] = np.asarray(ints, dtype=np.int64)
-    if not is_int.all():
-        texts = _parse_texts([v for v in values if type(v) is str])
-        if texts is None:
+    if texts:
+        parsed = _parse_texts(texts)
+        if parsed is None:
             return None
-        out[~is_int] = texts
+        out[~is_int] = parsed
     return out
 
 
