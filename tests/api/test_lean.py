@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from conftest import API_KEY, BAD_CASES, _synthetic, build_scorer, make_settings
+from conftest import API_KEY, BAD_CASES, _synthetic, build_scorer, error_names, make_settings
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import settings as hsettings
@@ -148,3 +148,42 @@ def test_reasons_false_skips_only_the_reasons(
         assert [r["probability"] for r in bare] == [r["probability"] for r in full]
         assert all(r["reasons"] == {"positive": [], "negative": []} for r in bare)
         assert c.post("/v1/score?reasons=maybe", json=leads[0]).status_code == 422
+
+
+def _lean_count(app: Any, outcome: str) -> float:
+    value = app.state.metrics.registry.get_sample_value(
+        "predictive_scoring_lean_requests_total", {"outcome": outcome}
+    )
+    return float(value or 0.0)
+
+
+def test_the_lean_middleware_answers_and_declines_to_the_full_route(
+    live_bundle: Any, leads: list[dict[str, Any]]
+) -> None:
+    app = create_app(make_settings(live_bundle))
+    with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
+        one = c.post("/v1/score", json=leads[0])
+        many = c.post("/v1/score/batch", json={"leads": leads[:5]})
+        assert one.status_code == many.status_code == 200
+        assert many.json()["results"][0] == {k: v for k, v in one.json().items() if k != "model"}
+        assert (_lean_count(app, "answered"), _lean_count(app, "declined")) == (2, 0)
+
+        # A body outside the lean subset goes on, replayed, to the pydantic route.
+        bad = c.post("/v1/score", json={**leads[0], "created_at": "last tuesday"})
+        assert bad.status_code == 422 and error_names(bad, "created_at")
+        # An offset timestamp is valid but not lean: the full route scores it.
+        offset = {**leads[0], "lead_id": "tz", "as_of": "2024-06-01T12:00:00+02:00"}
+        assert c.post("/v1/score", json=offset).status_code == 200
+        # No Content-Length (a streamed body): the full route reads and scores it.
+        streamed = c.post(
+            "/v1/score",
+            content=iter([orjson.dumps(leads[1])]),
+            headers={"content-type": "application/json"},
+        )
+        assert streamed.status_code == 200
+        assert streamed.json()["lead_id"] == leads[1]["lead_id"]
+        assert (_lean_count(app, "answered"), _lean_count(app, "declined")) == (2, 2)
+
+        # Without a key the API-key middleware refuses before the lean path reads anything.
+        assert c.post("/v1/score", json=leads[0], headers={"X-API-Key": ""}).status_code == 401
+        assert _lean_count(app, "answered") == 2

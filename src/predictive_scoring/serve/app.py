@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve.handlers import install_handlers
+from predictive_scoring.serve.lean import LeanScoreMiddleware
 from predictive_scoring.serve.metrics import MetricsMiddleware, ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.routes import admin, health, metrics, model, scores
@@ -134,6 +135,9 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         app.include_router(router, prefix=prefix)
         paths.update(prefix + getattr(route, "path", "") for route in router.routes)
 
+    app.add_middleware(
+        LeanScoreMiddleware, holder=holder, settings=settings, metrics=service_metrics
+    )
     app.add_middleware(AuthMiddleware, checker=checker, metrics_public=settings.metrics_public)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics, paths=frozenset(paths))
     return app

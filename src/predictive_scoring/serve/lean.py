@@ -8,38 +8,38 @@ seconds, converted in one vectorised pass). Anything outside that subset, valid 
 ``None`` and the request takes the pydantic route, which produces today's responses and error
 messages unchanged.
 
-:class:`FastPathRoute` wires this in: the route keeps its pydantic signature (so OpenAPI documents
-the models), and a registered fast handler answers first when it can.
+:class:`LeanScoreMiddleware` wires this in ahead of FastAPI's routing: the routes keep their
+pydantic signatures (so OpenAPI documents the models) and answer whatever the lean path declines.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import numpy as np
-from fastapi.routing import APIRoute
 from numba import njit
-from starlette.requests import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictive_scoring.online import LeadBatch
+from predictive_scoring.serve.convert import result_dict
+from predictive_scoring.serve.metrics import ServiceMetrics
+from predictive_scoring.serve.responses import OrjsonResponse
+from predictive_scoring.serve.settings import Settings
+from predictive_scoring.serve.state import ModelHandle, ModelHolder
 
-__all__ = [
-    "FastHandler",
-    "FastPathRoute",
-    "LeanLeads",
-    "fast_path",
-    "is_json",
-    "parse_epoch_seconds",
-    "parse_leads",
-    "reasons_flag",
-]
+__all__ = ["LeanLeads", "LeanScoreMiddleware", "parse_epoch_seconds", "parse_leads"]
 
-FastHandler = Callable[[Request], Awaitable[Response | None]]
+_REASONS_FLAGS: dict[bytes, bool] = {b"": True, b"reasons=true": True, b"reasons=false": False}
+# Bodies up to this size (one lead, a few small ones) are scored on the event loop.
+_INLINE_BYTES = 64 * 1024
 
 _MAX_LEAD_ID = 256
 _MAX_EVENT_TYPE = 200
@@ -241,50 +241,141 @@ def parse_leads(
     return LeanLeads(batch=lead_batch, lead_ids=lead_ids)
 
 
-def is_json(request: Request) -> bool:
-    """Whether the request says its body is ``application/json`` (read from the raw headers)."""
-    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
-    for name, value in headers:
-        if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
-    return False
+def _score_body(
+    body: bytes,
+    *,
+    batch: bool,
+    reasons: bool,
+    model: ModelHandle,
+    settings: Settings,
+    metrics: ServiceMetrics,
+) -> Response | None:
+    """The lean path end to end: parse, score and render, or None to take the pydantic route."""
+    now = int(time.time())
+    leads = parse_leads(
+        body,
+        batch=batch,
+        now=now,
+        max_batch=settings.max_batch,
+        max_events=settings.max_events_per_lead,
+        clock_skew=settings.clock_skew_seconds,
+        numeric_inputs=model.numeric_inputs,
+        columns=model.scorer.input_columns,
+    )
+    if leads is None:
+        return None
+    results = model.scorer.score_batch(
+        leads.batch, leads.lead_ids, n_reasons=settings.n_reasons if reasons else 0
+    )
+    if batch:
+        metrics.count_stages(r.stage for r in results)
+        return OrjsonResponse({"model": model.ref, "results": [result_dict(r) for r in results]})
+    metrics.leads.labels(results[0].stage).inc()
+    out = result_dict(results[0])
+    out["model"] = model.ref
+    return OrjsonResponse(out)
 
 
-def reasons_flag(request: Request) -> bool | None:
-    """The ``reasons`` query flag when the query is empty or exactly ``reasons=true|false``."""
-    query: bytes = request.scope.get("query_string", b"")
-    flags: dict[bytes, bool] = {b"": True, b"reasons=true": True, b"reasons=false": False}
-    return flags.get(query)
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
 
 
-_FAST_PATHS: dict[Callable[..., Any], FastHandler] = {}
+class LeanScoreMiddleware:
+    """Answers ``POST /v1/score`` and ``/v1/score/batch`` straight from the lean path.
 
-
-def fast_path(handler: FastHandler) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``handler`` to answer first for the decorated endpoint (None: fall through)."""
-
-    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        _FAST_PATHS[endpoint] = handler
-        return endpoint
-
-    return register
-
-
-class FastPathRoute(APIRoute):
-    """An APIRoute whose registered fast handler runs first; FastAPI's handler is the fallback.
-
-    The fallback is the ordinary route (pydantic validation, dependencies, error responses), and
-    it reads the same cached body, so a refused fast attempt changes nothing but the time taken.
+    Pure ASGI, installed inside the metrics and API-key middlewares (so requests are counted and
+    keys checked as for every route) and outside FastAPI's routing, dependency and exception
+    layers, which cost more than scoring one lead. Whatever it does not take (another route, a
+    query other than ``reasons=true|false``, no ``Content-Length`` or one over the body limit, a
+    body outside the lean subset, any error) goes on to the app with the body replayed, where the
+    pydantic route scores it or explains the problem.
     """
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        slow = super().get_route_handler()
-        fast = _FAST_PATHS.get(self.endpoint)
-        if fast is None:
-            return slow
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        holder: ModelHolder,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        prefix: str = "/v1/score",
+    ) -> None:
+        self.app = app
+        self.holder = holder
+        self.settings = settings
+        self.metrics = metrics
+        self.routes = {prefix: False, f"{prefix}/batch": True}
 
-        async def handler(request: Request) -> Response:
-            response = await fast(request)
-            return response if response is not None else await slow(request)
+    def _takes(self, scope: Scope) -> tuple[bool, bool] | None:
+        """(batch, reasons) for a request this path can take, else None."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        batch = self.routes.get(scope["path"])
+        reasons = _REASONS_FLAGS.get(scope.get("query_string", b""))
+        if batch is None or reasons is None or self.holder.current is None:
+            return None
+        kind = _header(scope, b"content-type")
+        if kind is None or kind.split(b";", 1)[0].strip().lower() != b"application/json":
+            return None
+        length = _header(scope, b"content-length")
+        if length is None or not length.isdigit() or int(length) > self.settings.max_body_bytes:
+            return None
+        return batch, reasons
 
-        return handler
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        taken = self._takes(scope)
+        if taken is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        response = None
+        if body:
+            model = self.holder.current
+            assert model is not None  # checked in _takes; a reload only swaps in another
+            score = functools.partial(
+                _score_body,
+                body,
+                batch=taken[0],
+                reasons=taken[1],
+                model=model,
+                settings=self.settings,
+                metrics=self.metrics,
+            )
+            try:
+                # One lead scores in about a millisecond: on the loop; bigger bodies in a thread.
+                response = (
+                    score() if len(body) <= _INLINE_BYTES else await run_in_threadpool(score)
+                )
+            except Exception:  # the pydantic route raises it again and maps it to a response
+                response = None
+        if response is None:
+            self.metrics.lean.labels("declined").inc()
+            await self.app(scope, _replay(body, receive), send)
+            return
+        self.metrics.lean.labels("answered").inc()
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands over the already-read body once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

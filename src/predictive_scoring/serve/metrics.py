@@ -44,6 +44,13 @@ class ServiceMetrics:
             ["name", "version"],
             registry=self.registry,
         )
+        self.lean = Counter(
+            "predictive_scoring_lean_requests",
+            "Score requests the lean path answered or declined (declined ones take the full "
+            "pydantic route: unusual input, or an error to explain).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "predictive_scoring_model_reloads",
             "Model loads by outcome (loaded, unchanged, refused).",
