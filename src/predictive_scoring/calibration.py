@@ -33,11 +33,18 @@ class Calibrator:
     a: float = 1.0
     b: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
+    _x: np.ndarray = field(init=False, repr=False, compare=False)
+    _y: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The isotonic knots as arrays once, not per call (a one-lead request pays for it).
+        object.__setattr__(self, "_x", np.asarray(self.x, dtype=np.float64))
+        object.__setattr__(self, "_y", np.asarray(self.y, dtype=np.float64))
 
     def transform(self, p: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)
         if self.method == "isotonic":
-            out = np.interp(p, np.asarray(self.x), np.asarray(self.y))
+            out = np.interp(p, self._x, self._y)
         elif self.method == "platt":
             out = 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
         else:

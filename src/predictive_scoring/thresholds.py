@@ -243,15 +243,19 @@ def assign_stage(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:
     return np.where(p_arr >= t.sql, "SQL", np.where(p_arr >= t.mql, "MQL", "nurture"))
 
 
+_GRADES = np.array(["D", "C", "B", "A"])
+
+
 def assign_grade(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:
     """'A' at or above SQL, 'B' at or above MQL, 'C' at or above half the MQL cut-off, 'D' below.
 
     C marks the nurture leads closest to MQL, the ones worth a marketing touch next.
     """
     p_arr = np.asarray(p, dtype=np.float64)
-    return np.select(
-        [p_arr >= t.sql, p_arr >= t.mql, p_arr >= t.mql / 2], ["A", "B", "C"], default="D"
-    )
+    # side="right": a probability equal to a cut-off belongs to the grade above it.
+    index = np.searchsorted([t.mql / 2, t.mql, t.sql], p_arr, side="right")
+    index[np.isnan(p_arr)] = 0  # never above a cut-off
+    return _GRADES[index]
 
 
 def threshold_table(

@@ -129,8 +129,8 @@ def test_stage_boundaries_are_inclusive() -> None:
 
 
 def test_grade_boundaries_are_inclusive() -> None:
-    p = [0.5, 0.4999, 0.2, 0.1999, 0.1, 0.0999]
-    assert assign_grade(p, T).tolist() == ["A", "B", "B", "C", "C", "D"]
+    p = [0.5, 0.4999, 0.2, 0.1999, 0.1, 0.0999, float("nan")]
+    assert assign_grade(p, T).tolist() == ["A", "B", "B", "C", "C", "D", "D"]
 
 
 def test_threshold_table_adds_up() -> None:
