@@ -182,6 +182,25 @@ def test_keys_are_required_under_v1(client: TestClient, leads: list[dict[str, An
     assert client.post("/v1/score", json=leads[0], headers={"X-API-Key": ADMIN_KEY}).is_success
 
 
+def test_keys_are_required_behind_a_root_path(
+    live_bundle: Path, leads: list[dict[str, Any]]
+) -> None:
+    """Mounted under a proxy prefix (uvicorn --root-path), the same paths need the same keys."""
+    app = create_app(make_settings(live_bundle))
+    with TestClient(app, root_path="/api") as c:
+        assert c.post("/api/v1/score", json=leads[0]).status_code == 401
+        assert c.post("/api/v1/score/batch", json={"leads": leads[:2]}).status_code == 401
+        assert c.get("/api/v1/model").status_code == 401
+        ok = c.post("/api/v1/score", json=leads[0], headers={"X-API-Key": API_KEY})
+        assert ok.status_code == 200 and ok.json()["lead_id"] == leads[0]["lead_id"]
+        assert c.post("/api/v1/admin/reload", headers={"X-API-Key": API_KEY}).status_code == 403
+    scored = app.state.metrics.registry.get_sample_value(
+        "predictive_scoring_requests_total",
+        {"method": "POST", "route": "/v1/score", "status": "200"},
+    )
+    assert scored == 1
+
+
 def test_open_endpoints_need_no_key(client: TestClient) -> None:
     anonymous = {"X-API-Key": ""}
     for path in ("/healthz", "/readyz", "/docs", "/openapi.json", "/metrics"):

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from predictive_scoring.serve.security import route_path
+
 __all__ = ["MetricsMiddleware", "ServiceMetrics"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -95,7 +97,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            path = scope.get("path", "")
+            path = route_path(scope)
             template = path if path in self.paths else "unmatched"
             method = scope.get("method", "")
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

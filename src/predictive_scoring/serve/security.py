@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from predictive_scoring.errors import ConfigError
 from predictive_scoring.serve.settings import Settings
 
-__all__ = ["API_KEY_HEADER", "BEARER", "AuthMiddleware", "KeyChecker"]
+__all__ = ["API_KEY_HEADER", "BEARER", "AuthMiddleware", "KeyChecker", "route_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,19 @@ Role = Literal["anonymous", "client", "admin"]
 # Declared on the routers for the OpenAPI "Authorize" button; the check itself is the middleware.
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches: ``path`` without the ``root_path`` a proxy mounts us under.
+
+    Access rules must be decided on this path, not the raw one, or a service run with
+    ``--root-path /api`` would see ``/api/v1/score`` and find no rule for it.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
 
 
 def _encode(keys: Sequence[SecretStr]) -> list[bytes]:
@@ -97,7 +110,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        needed = self._needs(scope["path"])
+        needed = self._needs(route_path(scope))
         if needed != "none":
             role = self.checker.role(_presented_key(scope))
             if role is None:
