@@ -313,6 +313,8 @@ class Scorer:
         row alone.
         """
         n, n_features = contrib.shape
+        if n == 0:
+            return [], []
         k = min(k, n_features)
         order = np.argsort(contrib, axis=1)
         rows = np.arange(n)[:, None]
@@ -333,6 +335,7 @@ class Scorer:
 
     def _text(self, feature: int, value: float) -> str:
         """The describer's sentence for a feature value, memoised (NaN shares one key)."""
+        value += 0.0  # -0.0 becomes 0.0, so the text never depends on which came first
         key = (feature, value if value == value else None)
         found = self._texts.get(key)
         if found is None:

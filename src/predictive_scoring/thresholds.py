@@ -252,10 +252,9 @@ def assign_grade(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:
     C marks the nurture leads closest to MQL, the ones worth a marketing touch next.
     """
     p_arr = np.asarray(p, dtype=np.float64)
-    # side="right": a probability equal to a cut-off belongs to the grade above it.
-    index = np.searchsorted([t.mql / 2, t.mql, t.sql], p_arr, side="right")
-    index[np.isnan(p_arr)] = 0  # never above a cut-off
-    return _GRADES[index]
+    # Cut-offs passed (a probability equal to one belongs above it; NaN passes none).
+    passed = (p_arr >= t.mql / 2).astype(np.int64) + (p_arr >= t.mql) + (p_arr >= t.sql)
+    return _GRADES[passed]
 
 
 def threshold_table(

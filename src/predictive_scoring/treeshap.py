@@ -20,6 +20,7 @@ random-forest averaging, or tables over ``max_table_bytes``); callers then use `
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["MAX_TABLE_BYTES", "TreeShap"]
+
+logger = logging.getLogger(__name__)
 
 # The tables hold leaves x 2^depth x depth doubles: 1.5 MB for the default model (148 trees,
 # 8 leaves, depth 5); past this many bytes, or 8 unique features on one path, pred_contrib is
@@ -76,6 +79,8 @@ def _parse_trees(text: str) -> tuple[dict[str, str], list[_Tree]] | None:
             blocks.append(current)
         elif line.startswith("end of trees"):
             break
+        elif line == "average_output":  # random forest: a flag line without a value
+            current[line] = "1"
         elif "=" in line:
             key, value = line.split("=", 1)
             current[key] = value
@@ -172,6 +177,8 @@ def _goes_left(
         if word >= cat_len:
             return False
         return bool((cat_words[cat_start + word] >> np.uint32(value & 31)) & np.uint32(1))
+    if -_ZERO <= x <= _ZERO:  # LightGBM's dense rows store these as exactly zero
+        x = 0.0
     missing = (decision >> 2) & 3
     if math.isnan(x) and missing != 2:
         x = 0.0
@@ -258,18 +265,24 @@ class TreeShap:
     ) -> TreeShap | None:
         """Tables for ``booster`` (its best iteration, as ``predict`` uses), or None when the
         model is outside what the tables cover or they would exceed ``max_table_bytes``."""
-        parsed = _parse_trees(booster.model_to_string())
-        if parsed is None:
+        try:
+            parsed = _parse_trees(booster.model_to_string())
+            if parsed is None:
+                return None
+            header, trees = parsed
+            if header.get("num_tree_per_iteration", "1") != "1" or "average_output" in header:
+                return None
+            walked = [_walk(tree) for tree in trees]
+            depth = max((len(o) for _, leaves in walked for o, _ in leaves.values()), default=0)
+            n_leaves = sum(len(leaves) for _, leaves in walked)
+            if depth > _MAX_DEPTH or n_leaves * (1 << depth) * depth * 8 > max_table_bytes:
+                return None
+            arrays = _build(trees, walked, depth)
+        except (ValueError, IndexError, KeyError, ZeroDivisionError) as exc:
+            # A model text this parser does not follow: LightGBM's own pred_contrib still works.
+            logger.warning("exact SHAP tables not built (%s); using LightGBM pred_contrib", exc)
             return None
-        header, trees = parsed
-        if header.get("num_tree_per_iteration", "1") != "1" or "average_output" in header:
-            return None
-        walked = [_walk(tree) for tree in trees]
-        depth = max((len(o) for _, leaves in walked for o, _ in leaves.values()), default=0)
-        n_leaves = sum(len(leaves) for _, leaves in walked)
-        if depth > _MAX_DEPTH or n_leaves * (1 << depth) * depth * 8 > max_table_bytes:
-            return None
-        return cls(_build(trees, walked, depth), n_features=booster.num_feature(), depth=depth)
+        return cls(arrays, n_features=booster.num_feature(), depth=depth)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """SHAP values per feature (rows x features), without the bias column."""

@@ -187,3 +187,17 @@ def test_the_lean_middleware_answers_and_declines_to_the_full_route(
         # Without a key the API-key middleware refuses before the lean path reads anything.
         assert c.post("/v1/score", json=leads[0], headers={"X-API-Key": ""}).status_code == 401
         assert _lean_count(app, "answered") == 2
+
+
+def test_bytes_pydantic_refuses_are_refused_even_in_ignored_fields() -> None:
+    p = _synthetic(1, seed=4)[0][0]
+    event = orjson.dumps({**p["events"][0], "url": "/pricing"})
+    body = orjson.dumps({**p, "events": []}).replace(b'"events":[]', b'"events":[' + event + b"]")
+    assert lean(body, batch=False) is not None
+    assert lean(body.replace(b"/pricing", b"/pr\xffcing"), batch=False) is None
+    assert lean(body.replace(b"/pricing", b"/pr\xc3\xa9cing"), batch=False) is not None  # UTF-8
+
+
+def test_no_leads_score_to_no_results() -> None:
+    assert SCORER.score([]) == []
+    assert SCORER.score([], n_reasons=0) == []

@@ -131,6 +131,7 @@ def test_stage_boundaries_are_inclusive() -> None:
 def test_grade_boundaries_are_inclusive() -> None:
     p = [0.5, 0.4999, 0.2, 0.1999, 0.1, 0.0999, float("nan")]
     assert assign_grade(p, T).tolist() == ["A", "B", "B", "C", "C", "D", "D"]
+    assert assign_grade(0.3, T).tolist() == "B"  # a scalar gives a 0-d array
 
 
 def test_threshold_table_adds_up() -> None:

@@ -127,6 +127,8 @@ def test_unsupported_models_fall_back_to_none() -> None:
     assert TreeShap.from_booster(multi) is None
     linear = _train(X, y, linear_tree=True)
     assert TreeShap.from_booster(linear) is None
+    forest = _train(X, y, boosting="rf", bagging_fraction=0.5, bagging_freq=1)
+    assert TreeShap.from_booster(forest) is None
     wide, wide_y = _data(10, n=2000, n_features=20)
     deep = _train(wide, wide_y, num_leaves=200, max_depth=-1, min_data_in_leaf=2, rounds=2)
     assert TreeShap.from_booster(deep) is None  # paths over more than 8 unique features

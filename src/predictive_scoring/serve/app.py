@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve.handlers import install_handlers
-from predictive_scoring.serve.lean import LeanScoreMiddleware
+from predictive_scoring.serve.lean import LeanScoreMiddleware, warm_up
 from predictive_scoring.serve.metrics import MetricsMiddleware, ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.routes import admin, health, metrics, model, scores
@@ -56,15 +56,17 @@ def _freeze_heap() -> None:
 
     A 1,000-lead request allocates some 100,000 objects, enough to trigger full collections,
     and each full collection walks the whole heap of mlflow, pandas and the model: freezing
-    the heap after a load takes that walk off the request path.
+    the heap after a load takes that walk off the request path. Unfreezing first lets a
+    replaced model's cycles be collected; the collection pauses the loop once per new model.
     """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
 
 async def _try_load(holder: ModelHolder, service_metrics: ServiceMetrics, *, poll: bool) -> bool:
     try:
-        _, changed = await holder.reload(only_if_changed=poll)
+        changed = (await holder.reload(only_if_changed=poll))[1]
     except Exception:  # logged by the holder; the old model (if any) keeps serving
         service_metrics.reloads.labels("refused").inc()
         return False
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(warm_up)
         await _try_load(holder, service_metrics, poll=False)
         task = asyncio.create_task(_keep_loaded(holder, service_metrics))
         try:

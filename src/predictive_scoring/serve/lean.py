@@ -15,6 +15,7 @@ pydantic signatures (so OpenAPI documents the models) and answer whatever the le
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Collection, Sequence
@@ -32,10 +33,13 @@ from predictive_scoring.online import LeadBatch
 from predictive_scoring.serve.convert import result_dict
 from predictive_scoring.serve.metrics import ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
+from predictive_scoring.serve.security import route_path
 from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHandle, ModelHolder
 
-__all__ = ["LeanLeads", "LeanScoreMiddleware", "parse_epoch_seconds", "parse_leads"]
+__all__ = ["LeanLeads", "LeanScoreMiddleware", "parse_epoch_seconds", "parse_leads", "warm_up"]
+
+logger = logging.getLogger(__name__)
 
 _REASONS_FLAGS: dict[bytes, bool] = {b"": True, b"reasons=true": True, b"reasons=false": False}
 # Bodies up to this size (one lead, a few small ones) are scored on the event loop.
@@ -197,9 +201,14 @@ def parse_leads(
     """
     if b"\\u0000" in body:  # a NUL would be invisible to the fixed-width timestamp check
         return None
+    if not body.isascii():
+        try:  # msgspec skips ignored fields unchecked; the pydantic route refuses bad UTF-8
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     try:
         leads = _BATCH_DECODER.decode(body).leads if batch else [_LEAD_DECODER.decode(body)]
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     n = len(leads)
     if not 1 <= n <= max_batch:
@@ -241,6 +250,12 @@ def parse_leads(
     return LeanLeads(batch=lead_batch, lead_ids=lead_ids)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the timestamp parser before the first request."""
+    if parse_epoch_seconds(["1970-01-01T00:00:00Z"] * 2) is None:
+        raise RuntimeError("the lean timestamp parser rejects a valid timestamp")
+
+
 def _score_body(
     body: bytes,
     *,
@@ -268,12 +283,14 @@ def _score_body(
         leads.batch, leads.lead_ids, n_reasons=settings.n_reasons if reasons else 0
     )
     if batch:
-        metrics.count_stages(r.stage for r in results)
-        return OrjsonResponse({"model": model.ref, "results": [result_dict(r) for r in results]})
-    metrics.leads.labels(results[0].stage).inc()
-    out = result_dict(results[0])
-    out["model"] = model.ref
-    return OrjsonResponse(out)
+        response = OrjsonResponse(
+            {"model": model.ref, "results": [result_dict(r) for r in results]}
+        )
+    else:
+        response = OrjsonResponse({**result_dict(results[0]), "model": model.ref})
+    # Counted once the response exists, so a request that falls back is never counted twice.
+    metrics.count_stages(r.stage for r in results)
+    return response
 
 
 def _header(scope: Scope, wanted: bytes) -> bytes | None:
@@ -313,7 +330,7 @@ class LeanScoreMiddleware:
         """(batch, reasons) for a request this path can take, else None."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
-        batch = self.routes.get(scope["path"])
+        batch = self.routes.get(route_path(scope))
         reasons = _REASONS_FLAGS.get(scope.get("query_string", b""))
         if batch is None or reasons is None or self.holder.current is None:
             return None
@@ -358,6 +375,7 @@ class LeanScoreMiddleware:
                     score() if len(body) <= _INLINE_BYTES else await run_in_threadpool(score)
                 )
             except Exception:  # the pydantic route raises it again and maps it to a response
+                logger.debug("lean path failed; the full route takes the request", exc_info=True)
                 response = None
         if response is None:
             self.metrics.lean.labels("declined").inc()
