@@ -28,6 +28,7 @@ from predictive_scoring.errors import BundleError, ScoringInputError
 from predictive_scoring.explain import feature_describers
 from predictive_scoring.features import FeatureDefinition
 from predictive_scoring.online import LeadBatch, OnlineExecutor
+from predictive_scoring.rowpredict import RowPredictor
 from predictive_scoring.thresholds import Thresholds, assign_grade, assign_stage
 from predictive_scoring.treeshap import TreeShap
 
@@ -119,6 +120,7 @@ class Scorer:
         self.input_columns = _input_columns(definition)
         # Exact SHAP from per-leaf tables; None (pred_contrib) for models they don't cover.
         self.tree_shap = TreeShap.from_booster(booster)
+        self._row_predictor = RowPredictor.for_booster(booster)
         if booster.num_feature() != len(self.feature_names):
             raise BundleError(
                 f"the model expects {booster.num_feature()} features but the definition has "
@@ -214,7 +216,11 @@ class Scorer:
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for a feature matrix in definition order."""
         X = np.ascontiguousarray(X, dtype=np.float64)
-        raw = self.booster.predict(X, num_threads=_threads_for(X))
+        raw: Any
+        if X.shape[0] == 1 and self._row_predictor is not None:
+            raw = [self._row_predictor.predict(X[0])]
+        else:
+            raw = self.booster.predict(X, num_threads=_threads_for(X))
         return self.calibrator.transform(np.asarray(raw, dtype=np.float64))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
