@@ -126,6 +126,10 @@ def parse_epoch_seconds(values: Sequence[object]) -> np.ndarray | None:
     The subset: ``YYYY-MM-DDTHH:MM:SS`` with or without ``Z`` (no offset means UTC) and whole
     epoch seconds from 0 to 9,999,999,999. The values equal what the pydantic models give.
     """
+    if not values:
+        return np.empty(0, dtype=np.int64)
+    if all(type(v) is str for v in values):  # the usual case: no copies
+        return _parse_texts(values)  # type: ignore[arg-type]
     kinds = set(map(type, values))
     if not kinds <= {str, int}:
         return None
@@ -133,8 +137,6 @@ def parse_epoch_seconds(values: Sequence[object]) -> np.ndarray | None:
     ints = [v for v in values if type(v) is int]
     if any(not 0 <= v <= _MAX_EPOCH for v in ints):
         return None
-    if not ints:
-        return _parse_texts(texts) if texts else np.empty(0, dtype=np.int64)
     out = np.empty(len(values), dtype=np.int64)
     is_int = np.fromiter((type(v) is int for v in values), dtype=bool, count=len(values))
     out[is_int] = np.asarray(ints, dtype=np.int64)
@@ -226,26 +228,28 @@ def parse_leads(
         return None
     as_of_rows = [row for row, lead in enumerate(leads) if lead.as_of is not None]
     created_rows = [row for row, lead in enumerate(leads) if lead.created_at is not None]
-    event_ts: list[object] = [e.ts for lead in leads for e in lead.events]
-    n_events, n_as_of = len(event_ts), len(as_of_rows)
-    seconds = parse_epoch_seconds(
-        event_ts
-        + [leads[row].as_of for row in as_of_rows]
-        + [leads[row].created_at for row in created_rows]
+    event_s = parse_epoch_seconds([e.ts for lead in leads for e in lead.events])
+    lead_s = parse_epoch_seconds(
+        [leads[row].as_of for row in as_of_rows] + [leads[row].created_at for row in created_rows]
     )
-    if seconds is None or (seconds.size and int(seconds.max()) > now + clock_skew):
+    if event_s is None or lead_s is None:
+        return None
+    latest = now + clock_skew
+    if (event_s.size and int(event_s.max()) > latest) or (
+        lead_s.size and int(lead_s.max()) > latest
+    ):
         return None
     as_of = np.full(n, now, dtype=np.int64)
-    as_of[as_of_rows] = seconds[n_events : n_events + n_as_of]
+    as_of[as_of_rows] = lead_s[: len(as_of_rows)]
     created = np.full(n, math.nan)
-    created[created_rows] = seconds[n_events + n_as_of :].astype(np.float64)
+    created[created_rows] = lead_s[len(as_of_rows) :].astype(np.float64)
     lead_batch = LeadBatch(
         attributes={name: [lead.attributes.get(name) for lead in leads] for name in columns},
         as_of=as_of,
         created=created,
         event_lead=np.repeat(np.arange(n, dtype=np.int64), sizes),
         event_type=[e.event_type for lead in leads for e in lead.events],
-        event_ts=seconds[:n_events],
+        event_ts=event_s,
     )
     return LeanLeads(batch=lead_batch, lead_ids=lead_ids)
 
