@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
-from numba import njit
+
+from predictive_scoring.jit import compiled
 
 __all__ = ["MAX_TABLE_BYTES", "TreeShap"]
 
@@ -159,7 +160,7 @@ def _weights(depth: int) -> np.ndarray:
     return w
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _goes_left(
     x: float,
     threshold: float,
@@ -187,7 +188,7 @@ def _goes_left(
     return x <= threshold
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _contributions(
     X: np.ndarray,
     out: np.ndarray,

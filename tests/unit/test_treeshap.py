@@ -7,6 +7,10 @@ a path, early stopping), then compares every SHAP value on rows that include the
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -150,3 +154,28 @@ def test_a_model_without_splits_explains_nothing() -> None:
     want = booster.predict(X, pred_contrib=True)[:, :-1]
     np.testing.assert_array_equal(shap.contributions(X), want)
     assert not want.any()
+
+
+def test_kernels_compile_without_a_writable_cache(tmp_path: Path) -> None:
+    """Where numba finds nowhere to write its cache, the kernels still compile and agree."""
+    script = (
+        "import numpy as np, lightgbm as lgb\n"
+        "from predictive_scoring.treeshap import TreeShap\n"
+        "from predictive_scoring.serve.lean import parse_epoch_seconds\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.normal(size=(300, 4)); y = (X[:, 0] > 0).astype(int)\n"
+        "b = lgb.train({'objective': 'binary', 'verbose': -1, 'num_leaves': 4},"
+        " lgb.Dataset(X, y), 5)\n"
+        "got = TreeShap.from_booster(b).contributions(X)\n"
+        "assert np.abs(got - b.predict(X, pred_contrib=True)[:, :-1]).max() < 1e-9\n"
+        "assert parse_epoch_seconds(['1970-01-02T00:00:00Z'] * 3).tolist() == [86400] * 3\n"
+        "print('ok')\n"
+    )
+    # A locator list that matches nothing here: numba refuses cache=True as on a read-only
+    # install without a home directory.
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "IPythonCacheLocator"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -24,11 +24,11 @@ from typing import Annotated
 
 import msgspec
 import numpy as np
-from numba import njit
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from predictive_scoring.jit import compiled
 from predictive_scoring.online import LeadBatch
 from predictive_scoring.serve.convert import result_dict
 from predictive_scoring.serve.metrics import ServiceMetrics
@@ -60,7 +60,7 @@ class LeanLeads:
     lead_ids: list[str]
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _civil_seconds(codes: np.ndarray, out: np.ndarray) -> bool:
     """Fill ``out`` with the epoch seconds of each row of ASCII codes; False if any row is not
     exactly ``YYYY-MM-DDTHH:MM:SS`` (plus ``Z`` in a 20th column) with in-range fields."""
