@@ -27,6 +27,7 @@ from predictive_scoring.features import (
     title_function,
     title_seniority,
 )
+from predictive_scoring.jit import compiled
 
 __all__ = ["LeadBatch", "OnlineExecutor"]
 
@@ -126,7 +127,6 @@ class OnlineExecutor:
 
     def _engagement(self, batch: LeadBatch, X: np.ndarray) -> None:
         d = self.definition
-        n = batch.size
         T = len(d.event_types)
         W = len(d.windows_days)
         as_of = batch.as_of.astype(np.int64, copy=False)
@@ -141,45 +141,99 @@ class OnlineExecutor:
             dtype=np.int64,
             count=len(batch.event_type),
         )
-        lead = batch.event_lead.astype(np.int64, copy=False)
-        ts = batch.event_ts.astype(np.int64, copy=False)
-        keep = tidx >= 0
-        if keep.any():
-            keep &= ts < as_of[lead]
-        lead, tidx, ts = lead[keep], tidx[keep], ts[keep]
-        age = as_of[lead] - ts
-        age_days = age.astype(np.float64) / float(SECONDS_PER_DAY)
-        key = lead * T + tidx
+        # Where the columns live: counts in (type, window) order, then recency and decay by type.
+        counts0 = self._col[d.count_name(d.event_types[0], d.windows_days[0])] if T and W else -1
+        recency0 = self._col[d.recency_name(d.event_types[0])] if T else -1
+        decay0 = self._col[d.decay_name(d.event_types[0])] if T else -1
+        _engagement_columns(
+            X,
+            batch.event_lead.astype(np.int64, copy=False),
+            tidx,
+            batch.event_ts.astype(np.int64, copy=False),
+            as_of,
+            self._windows,
+            d.active_days_window * SECONDS_PER_DAY,
+            d.decay_rate,
+            T,
+            self._col["n_events_total"],
+            self._col[d.active_days_name],
+            counts0,
+            recency0,
+            decay0,
+        )
 
-        X[:, self._col["n_events_total"]] = np.bincount(lead, minlength=n)
-        in_active = age <= d.active_days_window * SECONDS_PER_DAY
-        if in_active.any():
-            # Distinct (lead, day) pairs as one int64 key each: a 1-D unique is several times
-            # cheaper than np.unique(axis=0) over stacked pairs, and the count is the same.
-            day = ts[in_active] // SECONDS_PER_DAY
-            first_day = day.min()
-            span = day.max() - first_day + 1
-            pairs = np.unique(lead[in_active] * span + (day - first_day))
-            active = np.bincount(pairs // span, minlength=n).astype(np.float64)
-        else:
-            active = np.zeros(n, dtype=np.float64)
-        X[:, self._col[d.active_days_name]] = active
 
-        counts = np.empty((n, T, W), dtype=np.float64)
-        for w, window in enumerate(self._windows):
-            m = age <= window
-            counts[:, :, w] = np.bincount(key[m], minlength=n * T).reshape(n, T)
-        first = self._col[d.count_name(d.event_types[0], d.windows_days[0])] if T else 0
-        X[:, first : first + T * W] = counts.reshape(n, T * W)
+@compiled
+def _engagement_columns(
+    X: np.ndarray,
+    lead: np.ndarray,
+    tidx: np.ndarray,
+    ts: np.ndarray,
+    as_of: np.ndarray,
+    windows: np.ndarray,
+    active_window: int,
+    decay_rate: float,
+    n_types: int,
+    total_col: int,
+    active_col: int,
+    counts0: int,
+    recency0: int,
+    decay0: int,
+) -> None:
+    """The engagement columns of ``X`` in one pass over the events (any order).
 
-        recency = np.full(n * T, math.inf)
-        np.minimum.at(recency, key, age_days)
-        recency[np.isinf(recency)] = math.nan
-        if T:
-            r0 = self._col[d.recency_name(d.event_types[0])]
-            X[:, r0 : r0 + T] = recency.reshape(n, T)
-            decayed = np.bincount(
-                key, weights=np.exp(-d.decay_rate * age_days), minlength=n * T
-            ).reshape(n, T)
-            d0 = self._col[d.decay_name(d.event_types[0])]
-            X[:, d0 : d0 + T] = decayed
+    An event counts when its type is known (``tidx >= 0``) and it happened strictly before its
+    lead's ``as_of``. The same quantities as the batch executor's SQL: counts per type and
+    window (``age <= window``), days since the latest event of each type (NaN if none),
+    ``exp(-rate x age_days)`` summed per type, all events, and distinct days with an event
+    within the active window.
+    """
+    n = X.shape[0]
+    n_windows = windows.size
+    for i in range(n):
+        X[i, total_col] = 0.0
+        X[i, active_col] = 0.0
+        for t in range(n_types):
+            X[i, recency0 + t] = math.inf
+            X[i, decay0 + t] = 0.0
+            for w in range(n_windows):
+                X[i, counts0 + t * n_windows + w] = 0.0
+    m = lead.size
+    active_lead = np.empty(m, dtype=np.int64)
+    active_day = np.empty(m, dtype=np.int64)
+    n_active = 0
+    for e in range(m):
+        t = tidx[e]
+        if t < 0:
+            continue
+        i = lead[e]
+        age = as_of[i] - ts[e]
+        if age <= 0:
+            continue
+        age_days = age / float(SECONDS_PER_DAY)
+        X[i, total_col] += 1.0
+        for w in range(n_windows):
+            if age <= windows[w]:
+                X[i, counts0 + t * n_windows + w] += 1.0
+        if age_days < X[i, recency0 + t]:
+            X[i, recency0 + t] = age_days
+        X[i, decay0 + t] += math.exp(-decay_rate * age_days)
+        if age <= active_window:
+            active_lead[n_active] = i
+            active_day[n_active] = ts[e] // SECONDS_PER_DAY
+            n_active += 1
+    for i in range(n):
+        for t in range(n_types):
+            if X[i, recency0 + t] == math.inf:
+                X[i, recency0 + t] = math.nan
+    if n_active:
+        # Distinct (lead, day) pairs: one int64 key each, sorted, counted where the key changes.
+        days = active_day[:n_active]
+        first_day = days.min()
+        span = days.max() - first_day + 1
+        keys = np.sort(active_lead[:n_active] * span + (days - first_day))
+        previous = -1
+        for k in keys:
+            if k != previous:
+                X[k // span, active_col] += 1.0
+                previous = k

@@ -127,6 +127,46 @@ def test_no_events_means_zero_counts_and_missing_recency() -> None:
     assert math.isnan(x["days_since_web_visit"])
 
 
+def test_online_features_do_not_depend_on_event_order() -> None:
+    """Leads interleaved in the event list, in any order, give the features of each lead alone."""
+    d = make_definition()
+    ex = OnlineExecutor(d, LEVELS)
+    rng = np.random.default_rng(7)
+    n, m = 5, 300
+    as_of = T0 + rng.integers(30 * DAY, 60 * DAY, n)
+    event_lead = rng.integers(0, n, m)
+    event_type = rng.choice([*TYPES, "noise"], m).tolist()
+    event_ts = T0 + rng.integers(0, 70 * DAY, m)
+
+    def batch(rows: np.ndarray) -> LeadBatch:
+        return LeadBatch(
+            attributes={"industry": ["software"] * n},
+            as_of=as_of,
+            created=np.full(n, float(T0)),
+            event_lead=event_lead[rows],
+            event_type=[event_type[r] for r in rows],
+            event_ts=event_ts[rows],
+        )
+
+    grouped = ex.transform(batch(np.argsort(event_lead, kind="stable")))
+    shuffled = ex.transform(batch(rng.permutation(m)))
+    np.testing.assert_allclose(shuffled, grouped, rtol=1e-12, atol=0)
+    for lead in range(n):
+        mine = np.flatnonzero(event_lead == lead)
+        alone = ex.transform(
+            LeadBatch(
+                attributes={"industry": ["software"]},
+                as_of=as_of[lead : lead + 1],
+                created=np.array([float(T0)]),
+                event_lead=np.zeros(mine.size, dtype=np.int64),
+                event_type=[event_type[r] for r in mine],
+                event_ts=event_ts[mine],
+            )
+        )
+        np.testing.assert_allclose(alone[0], grouped[lead], rtol=1e-12, atol=0)
+    assert grouped[:, d.feature_names.index("n_events_total")].sum() > 0
+
+
 def test_missing_and_unseen_attributes_are_nan() -> None:
     d = make_definition()
     batch = one_lead(
