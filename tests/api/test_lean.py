@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -201,3 +202,47 @@ def test_bytes_pydantic_refuses_are_refused_even_in_ignored_fields() -> None:
 def test_no_leads_score_to_no_results() -> None:
     assert SCORER.score([]) == []
     assert SCORER.score([], n_reasons=0) == []
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_499(
+    live_bundle: Any, leads: list[dict[str, Any]]
+) -> None:
+    app = create_app(make_settings(live_bundle))
+    body = orjson.dumps(leads[0])
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/score",
+        "raw_path": b"/v1/score",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-api-key", API_KEY.encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [
+        {"type": "http.request", "body": body[:10], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with TestClient(app):  # runs the lifespan, so the model is loaded
+        asyncio.run(app(scope, receive, send))
+    assert sent == []
+    requests = app.state.metrics.registry.get_sample_value
+    labels = {"method": "POST", "route": "/v1/score"}
+    assert requests("predictive_scoring_requests_total", {**labels, "status": "499"}) == 1
+    assert requests("predictive_scoring_requests_total", {**labels, "status": "500"}) is None

@@ -11,7 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictive_scoring.serve.security import route_path
 
-__all__ = ["MetricsMiddleware", "ServiceMetrics"]
+__all__ = ["CLIENT_CLOSED", "MetricsMiddleware", "ServiceMetrics"]
+
+# The status recorded for a request whose client left before any response started (nginx's 499).
+CLIENT_CLOSED = 499
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -87,16 +90,26 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        started = gone = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, started = int(message["status"]), True
             await send(message)
 
+        async def receive_watch() -> Message:
+            nonlocal gone
+            message = await receive()
+            gone = gone or message["type"] == "http.disconnect"
+            return message
+
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive_watch, send_status)
         finally:
+            if gone and not started:
+                status = CLIENT_CLOSED
+
             path = route_path(scope)
             template = path if path in self.paths else "unmatched"
             method = scope.get("method", "")
