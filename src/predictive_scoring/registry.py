@@ -13,11 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from predictive_scoring.errors import ModelRegistryError, PromotionRefused
-from predictive_scoring.scoring import Scorer, batch_from_frames, results_frame
+from predictive_scoring.scoring import Scorer, batch_from_nested, results_frame
 
 __all__ = [
     "LeadScoringPyfunc",
@@ -82,17 +81,7 @@ class _PyfuncBase:
     scorer: Scorer
 
     def score_frame(self, model_input: pd.DataFrame) -> pd.DataFrame:
-        frame = pd.DataFrame(model_input)
-        events: pd.DataFrame | None = None
-        if "events" in frame.columns:
-            rows: list[dict[str, Any]] = []
-            for lead_id, raw in zip(frame["lead_id"].astype(str), frame["events"], strict=True):
-                if raw is None or (isinstance(raw, float) and np.isnan(raw)):
-                    continue
-                items = json.loads(raw) if isinstance(raw, str) else list(raw)
-                rows += [{"lead_id": lead_id, **dict(item)} for item in items]
-            events = pd.DataFrame(rows, columns=["lead_id", "event_type", "ts"]) if rows else None
-        batch, ids = batch_from_frames(frame, events, source="model input")
+        batch, ids = batch_from_nested(pd.DataFrame(model_input))
         results = self.scorer.score_batch(batch, ids)
         out = results_frame(results, version=self.scorer.version)
         return out.drop(columns=["lead_id"])

@@ -21,6 +21,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import orjson
 import pandas as pd
 
 from predictive_scoring.calibration import Calibrator
@@ -39,6 +40,7 @@ __all__ = [
     "ScoreResult",
     "Scorer",
     "batch_from_frames",
+    "batch_from_nested",
     "epoch_seconds_of",
     "probability_to_score",
     "results_frame",
@@ -392,18 +394,17 @@ def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") ->
     return np.asarray(out, dtype=np.float64)
 
 
-def batch_from_frames(
+def _lead_columns(
     leads: pd.DataFrame,
-    events: pd.DataFrame | None,
     *,
-    now: int | None = None,
-    source: str = "leads",
-    events_source: str = "events",
-    id_column: str = "lead_id",
-    created_column: str = "created_at",
-    as_of_column: str = "as_of",
-) -> tuple[LeadBatch, list[str]]:
-    """A columnar batch from a leads frame and an optional events frame (vectorised)."""
+    now: int | None,
+    source: str,
+    id_column: str,
+    created_column: str,
+    as_of_column: str,
+    skip: Sequence[str] = (),
+) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[object]]]:
+    """Lead ids, as_of and created_at in epoch seconds, and the attribute columns of a frame."""
     if id_column not in leads.columns:
         raise ScoringInputError(
             f"{source}: required column '{id_column}' is missing", field=id_column
@@ -423,13 +424,36 @@ def batch_from_frames(
     attributes = {
         c: leads[c].astype(object).where(leads[c].notna(), None).tolist()
         for c in leads.columns
-        if c not in (id_column, created_column, as_of_column, "events")
+        if c not in (id_column, created_column, as_of_column, "events", *skip)
     }
+    return lead_ids, as_of, created, attributes
+
+
+def batch_from_frames(
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    now: int | None = None,
+    source: str = "leads",
+    events_source: str = "events",
+    id_column: str = "lead_id",
+    created_column: str = "created_at",
+    as_of_column: str = "as_of",
+) -> tuple[LeadBatch, list[str]]:
+    """A columnar batch from a leads frame and an optional events frame (vectorised)."""
+    lead_ids, as_of, created, attributes = _lead_columns(
+        leads,
+        now=now,
+        source=source,
+        id_column=id_column,
+        created_column=created_column,
+        as_of_column=as_of_column,
+    )
     if events is not None and len(events):
         for col in ("lead_id", "event_type", "ts"):
             if col not in events.columns:
                 raise ScoringInputError(f"events: required column '{col}' is missing", field=col)
-        row_of = pd.Series(np.arange(n), index=pd.Index(lead_ids))
+        row_of = pd.Series(np.arange(len(lead_ids)), index=pd.Index(lead_ids))
         if not row_of.index.is_unique:
             dupes = row_of.index[row_of.index.duplicated()].unique()[:5].tolist()
             raise ScoringInputError(f"{source}: duplicate lead ids {dupes}", field=id_column)
@@ -453,6 +477,87 @@ def batch_from_frames(
         event_ts=event_ts,
     )
     return batch, lead_ids
+
+
+def batch_from_nested(
+    leads: pd.DataFrame,
+    *,
+    events_column: str = "events",
+    now: int | None = None,
+    source: str = "model input",
+    id_column: str = "lead_id",
+    created_column: str = "created_at",
+    as_of_column: str = "as_of",
+) -> tuple[LeadBatch, list[str]]:
+    """A columnar batch from one frame whose ``events_column`` holds each lead's own events.
+
+    A cell is JSON text or a list of mappings, each with ``event_type`` and ``ts`` (ISO 8601 or
+    epoch seconds); an empty or missing cell is a lead without events. The events are flattened
+    in one pass, never through a frame of their own, and stay with their row (so lead ids need
+    not be unique). What :func:`batch_from_frames` does with the events frame is done here with
+    the same rules: events without a timestamp are left out, unknown types are ignored later.
+    """
+    lead_ids, as_of, created, attributes = _lead_columns(
+        leads,
+        now=now,
+        source=source,
+        id_column=id_column,
+        created_column=created_column,
+        as_of_column=as_of_column,
+        skip=(events_column,),
+    )
+    sizes: list[int] = []
+    types: list[object] = []
+    stamps: list[object] = []
+    cells = leads[events_column].tolist() if events_column in leads.columns else []
+    for row, cell in enumerate(cells):
+        try:
+            items = _event_items(cell)
+            types += [item.get("event_type") for item in items]
+            stamps += [item.get("ts") for item in items]
+        except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+            raise ScoringInputError(
+                f"{source}: column '{events_column}' row {row + 1}: expected a JSON list of "
+                f'objects such as [{{"event_type": "web_visit", "ts": "2025-03-01T12:00:00Z"}}], '
+                f"got {str(cell)[:80]!r} ({exc})",
+                field=events_column,
+                row=row + 1,
+            ) from exc
+        sizes.append(len(items))
+    if stamps:
+        ts = epoch_seconds_of(pd.Series(stamps), field="ts", source=f"{source} events")
+        known = ~np.isnan(ts)
+        event_lead = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)[known]
+        event_type = [str(t) for t, k in zip(types, known.tolist(), strict=True) if k]
+        event_ts = ts[known].astype(np.int64)
+    else:
+        event_lead = np.empty(0, dtype=np.int64)
+        event_type = []
+        event_ts = np.empty(0, dtype=np.int64)
+    batch = LeadBatch(
+        attributes=attributes,
+        as_of=as_of,
+        created=created,
+        event_lead=event_lead,
+        event_type=event_type,
+        event_ts=event_ts,
+    )
+    return batch, lead_ids
+
+
+def _event_items(cell: object) -> Sequence[Any]:
+    """One cell of a nested events column as a list of mappings ([] when empty or missing)."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return []
+    if isinstance(cell, str | bytes):
+        if not cell.strip():
+            return []
+        items = orjson.loads(cell)
+    else:
+        items = list(cell)  # type: ignore[call-overload]
+    if not isinstance(items, list):
+        raise TypeError(f"a JSON {type(items).__name__}, not a list")
+    return items
 
 
 def results_frame(results: Sequence[ScoreResult], *, version: str) -> pd.DataFrame:
