@@ -449,6 +449,7 @@ def batch_from_frames(
         created_column=created_column,
         as_of_column=as_of_column,
     )
+    rows, types, ts = np.empty(0), [], np.empty(0)
     if events is not None and len(events):
         for col in ("lead_id", "event_type", "ts"):
             if col not in events.columns:
@@ -457,26 +458,10 @@ def batch_from_frames(
         if not row_of.index.is_unique:
             dupes = row_of.index[row_of.index.duplicated()].unique()[:5].tolist()
             raise ScoringInputError(f"{source}: duplicate lead ids {dupes}", field=id_column)
-        idx = row_of.reindex(events["lead_id"].astype(str)).to_numpy()
-        known = ~np.isnan(idx)
+        rows = row_of.reindex(events["lead_id"].astype(str)).to_numpy(dtype=np.float64)
+        types = events["event_type"].astype(str).tolist()
         ts = epoch_seconds_of(events["ts"], field="ts", source=events_source)
-        known &= ~np.isnan(ts)
-        event_lead = idx[known].astype(np.int64)
-        event_type = events["event_type"].astype(str).to_numpy()[known].tolist()
-        event_ts = ts[known].astype(np.int64)
-    else:
-        event_lead = np.empty(0, dtype=np.int64)
-        event_type = []
-        event_ts = np.empty(0, dtype=np.int64)
-    batch = LeadBatch(
-        attributes=attributes,
-        as_of=as_of,
-        created=created,
-        event_lead=event_lead,
-        event_type=event_type,
-        event_ts=event_ts,
-    )
-    return batch, lead_ids
+    return _assemble(lead_ids, as_of, created, attributes, rows=rows, types=types, ts=ts)
 
 
 def batch_from_nested(
@@ -524,23 +509,30 @@ def batch_from_nested(
                 row=row + 1,
             ) from exc
         sizes.append(len(items))
-    if stamps:
-        ts = epoch_seconds_of(pd.Series(stamps), field="ts", source=f"{source} events")
-        known = ~np.isnan(ts)
-        event_lead = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)[known]
-        event_type = [str(t) for t, k in zip(types, known.tolist(), strict=True) if k]
-        event_ts = ts[known].astype(np.int64)
-    else:
-        event_lead = np.empty(0, dtype=np.int64)
-        event_type = []
-        event_ts = np.empty(0, dtype=np.int64)
+    ts = epoch_seconds_of(pd.Series(stamps), field="ts", source=f"{source} events")
+    rows = np.repeat(np.arange(len(sizes), dtype=np.float64), sizes)
+    return _assemble(lead_ids, as_of, created, attributes, rows=rows, types=types, ts=ts)
+
+
+def _assemble(
+    lead_ids: list[str],
+    as_of: np.ndarray,
+    created: np.ndarray,
+    attributes: dict[str, list[object]],
+    *,
+    rows: np.ndarray,
+    types: Sequence[object],
+    ts: np.ndarray,
+) -> tuple[LeadBatch, list[str]]:
+    """The batch, keeping the events whose lead row and timestamp are known (not NaN)."""
+    known = ~np.isnan(rows) & ~np.isnan(ts)
     batch = LeadBatch(
         attributes=attributes,
         as_of=as_of,
         created=created,
-        event_lead=event_lead,
-        event_type=event_type,
-        event_ts=event_ts,
+        event_lead=rows[known].astype(np.int64),
+        event_type=[str(t) for t, k in zip(types, known.tolist(), strict=True) if k],
+        event_ts=ts[known].astype(np.int64),
     )
     return batch, lead_ids
 
