@@ -128,9 +128,9 @@ def parse_epoch_seconds(values: Sequence[object]) -> np.ndarray | None:
     """
     if not values:
         return np.empty(0, dtype=np.int64)
-    if all(type(v) is str for v in values):  # the usual case: no copies
-        return _parse_texts(values)  # type: ignore[arg-type]
     kinds = set(map(type, values))
+    if kinds == {str}:  # the usual case: no copies
+        return _parse_texts(values)  # type: ignore[arg-type]
     if not kinds <= {str, int}:
         return None
     texts = [v for v in values if type(v) is str]
