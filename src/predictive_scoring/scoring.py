@@ -44,6 +44,7 @@ __all__ = [
     "epoch_seconds_of",
     "probability_to_score",
     "results_frame",
+    "seconds_of_numbers",
 ]
 
 BUNDLE_FORMAT = 1
@@ -52,6 +53,8 @@ META_FILE = "bundle.json"
 # Up to this many rows LightGBM predicts on the calling thread: for a request of a few leads,
 # waking OpenMP workers costs more than the trees (and much more on a busy machine).
 SINGLE_THREAD_ROWS = 64
+# Pydantic's rule, kept by every path: a numeric timestamp over this magnitude is milliseconds.
+MILLISECONDS_ABOVE = 2e10
 # Reason sentences kept per loaded model (feature, value) before the memo starts afresh.
 _MAX_TEXTS = 100_000
 
@@ -371,27 +374,58 @@ def _threads_for(X: np.ndarray) -> int:
     return 1 if X.shape[0] <= SINGLE_THREAD_ROWS else 0
 
 
-def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") -> np.ndarray:
-    """Whole UTC epoch seconds of a column of timestamps (NaN where missing).
+def seconds_of_numbers(values: np.ndarray) -> np.ndarray:
+    """Whole epoch seconds (floored) of numeric timestamps, by the service's rule.
 
-    Raises :class:`ScoringInputError` naming the field and the first bad row.
+    The HTTP service reads a number the way pydantic does: epoch seconds, or milliseconds when
+    its magnitude is over 2e10 (JavaScript's ``Date.now()`` and several CRMs send milliseconds).
+    Every other path reads numbers through this function so a lead scores alike everywhere.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    return np.floor(np.where(np.abs(v) > MILLISECONDS_ABOVE, v / 1000.0, v))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") -> np.ndarray:
+    """Whole UTC epoch seconds, floored, of a column of timestamps (NaN where missing).
+
+    Texts are ISO 8601 (naive means UTC); numbers follow :func:`seconds_of_numbers`, also in a
+    column that mixes both. Raises :class:`ScoringInputError` naming the field and the first
+    bad row.
     """
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return np.asarray(values.to_numpy(dtype=np.float64))
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    bad = parsed.isna() & values.notna() & (values.astype("string").str.strip() != "")
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+        return seconds_of_numbers(values.to_numpy(dtype=np.float64))
+    n = len(values)
+    out = np.full(n, math.nan)
+    at = np.arange(n)  # the positions of the texts in ``values``
+    if values.dtype == object:
+        numeric = np.fromiter(map(_is_number, values), dtype=bool, count=n)
+        if numeric.any():
+            out[numeric] = seconds_of_numbers(values.to_numpy()[numeric].astype(np.float64))
+            at = np.flatnonzero(~numeric)
+    texts = values if at.size == n else values.iloc[at]
+    parsed = pd.to_datetime(texts, utc=True, errors="coerce", format="ISO8601")
+    missing = parsed.isna().to_numpy()
+    given = texts.notna().to_numpy() & (texts.astype("string").str.strip() != "").to_numpy(
+        dtype=bool, na_value=False
+    )
+    bad = np.flatnonzero(missing & given)
+    if bad.size:
+        row = int(at[bad[0]])
         raise ScoringInputError(
             f"{source}: column '{field}' row {row + 1}: cannot parse {values.iloc[row]!r} as a "
-            "timestamp; use ISO 8601 such as 2025-03-01T12:00:00Z",
+            "timestamp; use ISO 8601 such as 2025-03-01T12:00:00Z or epoch seconds",
             field=field,
             row=row + 1,
         )
-    out = np.full(len(parsed), math.nan)
-    ok = parsed.notna().to_numpy()
-    out[ok] = parsed[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    return np.asarray(out, dtype=np.float64)
+    ok = ~missing
+    out[at[ok]] = parsed[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    return out
 
 
 def _lead_columns(
