@@ -28,12 +28,16 @@ __all__ = [
     "FUNCTION_RULES",
     "SECONDS_PER_DAY",
     "SENIORITY_RULES",
+    "SQL_TRIM",
     "AttributeKind",
     "FeatureDefinition",
     "build_definition",
+    "category_text",
     "email_is_free",
     "employees_band",
     "encode_categories",
+    "parse_number",
+    "sql_lower",
     "title_function",
     "title_seniority",
 ]
@@ -107,25 +111,63 @@ def _first_rule(text: str, rules: tuple[tuple[str, str], ...], default: str) -> 
     return default
 
 
+# The characters the batch executor's TRIM removes (Ibis ``strip`` on DuckDB and Spark). Python's
+# own ``str.strip()`` also removes Unicode spaces such as U+00A0, which would split the executors.
+SQL_TRIM = " \t\n\r\x0b\x0c"
+
+
+def sql_lower(text: str) -> str:
+    """Lower case as the batch executor's LOWER: one code point for one.
+
+    Python maps U+0130 (capital I with dot) to two code points, 'i' and a combining dot, so
+    ``\bit\b`` would no longer match 'İT Manager' online while DuckDB's 'it manager' does.
+    """
+    return text.replace("\u0130", "i").lower()
+
+
+def category_text(value: object) -> str | None:
+    """A category value as training stores it: text as is, a whole number without '.0'.
+
+    Training reads CSV cells as text and writes whole-number floats of a Parquet column as
+    integers (``schema``); online values arrive as JSON numbers, so 7.0 must become '7' here.
+    None and NaN are missing.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float | np.floating) and not isinstance(value, bool):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if number.is_integer() and abs(number) < 2**63:
+            return str(int(number))
+    return str(value)
+
+
+def _title_text(title: object) -> str | None:
+    text = category_text(title)
+    if text is None or not text.strip():  # schema treats whitespace-only cells as missing
+        return None
+    return sql_lower(text.strip(SQL_TRIM))
+
+
 def title_seniority(title: object) -> str | None:
     """Seniority label of a free-text job title, or None when the title is missing."""
-    if not isinstance(title, str) or not title.strip():
-        return None
-    return _first_rule(title.strip().lower(), SENIORITY_RULES, "individual")
+    text = _title_text(title)
+    return None if text is None else _first_rule(text, SENIORITY_RULES, "individual")
 
 
 def title_function(title: object) -> str | None:
     """Business function of a free-text job title, or None when the title is missing."""
-    if not isinstance(title, str) or not title.strip():
-        return None
-    return _first_rule(title.strip().lower(), FUNCTION_RULES, "other")
+    text = _title_text(title)
+    return None if text is None else _first_rule(text, FUNCTION_RULES, "other")
 
 
 def email_is_free(email: object) -> float:
     """1.0 for a free-mail address, 0.0 for a company domain, NaN when missing or malformed."""
     if not isinstance(email, str) or "@" not in email:
         return math.nan
-    return 1.0 if email.strip().lower().rsplit("@", 1)[1] in FREE_EMAIL_DOMAINS else 0.0
+    domain = sql_lower(email.strip(SQL_TRIM)).rsplit("@", 1)[1]
+    return 1.0 if domain in FREE_EMAIL_DOMAINS else 0.0
 
 
 def employees_band(employees: object) -> str | None:
@@ -139,14 +181,25 @@ def employees_band(employees: object) -> str | None:
     return EMPLOYEE_BANDS[-1][1]
 
 
-def _as_float(value: object) -> float:
-    if value is None or isinstance(value, str | bytes):
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return math.nan
+def parse_number(text: str) -> float:
+    """A number written as text, read as training reads it (``pd.to_numeric``), else NaN.
+
+    Python's ``float()`` also takes '1_000' and non-ASCII digits, which training refuses; those
+    are NaN here, so the service, the lean path and the executor read a text as training does.
+    """
+    if "_" in text or not text.isascii():
         return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _as_float(value: object) -> float:
+    if value is None or isinstance(value, bytes):
+        return math.nan
+    if isinstance(value, str):
+        return parse_number(value)
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -28,7 +28,9 @@ def read_any(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in {".parquet", ".pq"}:
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype_backend="pyarrow", keep_default_na=True)
+        # Every cell as text and only an empty cell missing, exactly as training reads a CSV
+        # (schema.read_table): no type guessing, so '007' stays '007' and 'None' a category.
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as exc:
         raise ScoringInputError(f"{path}: cannot read it as CSV or Parquet ({exc})") from exc
 

@@ -22,6 +22,7 @@ from predictive_scoring.features import (
     SENIORITY_FEATURE,
     FeatureDefinition,
     _as_float,
+    category_text,
     email_is_free,
     employees_band,
     title_function,
@@ -51,16 +52,6 @@ class LeadBatch:
         return int(self.as_of.shape[0])
 
 
-def _category_value(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
-
-
 class OnlineExecutor:
     """Compiles a definition and its category levels once; ``transform`` is then cheap."""
 
@@ -83,7 +74,7 @@ class OnlineExecutor:
         index = self._level_index[name]
         out = np.empty(len(values), dtype=np.float64)
         for i, v in enumerate(values):
-            key = _category_value(v)
+            key = category_text(v)
             out[i] = index.get(key, math.nan) if key is not None else math.nan
         return out
 

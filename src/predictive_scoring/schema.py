@@ -189,12 +189,18 @@ def _apply_missing_values(frame: pd.DataFrame, missing_values: Sequence[str]) ->
 
 
 def _ids_to_str(s: pd.Series) -> pd.Series:
-    """Ids as strings; integer-valued floats (ids read from parquet with gaps) lose the '.0'."""
-    if pd.api.types.is_float_dtype(s.dtype):
-        x = s.to_numpy(dtype="float64", na_value=np.nan)
-        if np.all(np.isnan(x) | (x == np.round(x))):
-            s = s.astype("Int64")
-    return s.astype("str")
+    """Values as strings; whole-number floats (ids read from parquet with gaps) lose the '.0'.
+
+    Value by value, as :func:`predictive_scoring.features.category_text` does online.
+    """
+    if not pd.api.types.is_float_dtype(s.dtype):
+        return s.astype("str")
+    x = s.to_numpy(dtype="float64", na_value=np.nan)
+    whole = np.isfinite(x) & (x == np.round(x)) & (np.abs(x) < 2.0**63)
+    out = s.astype("str")
+    if whole.any():
+        out[whole] = [str(v) for v in x[whole].astype(np.int64).tolist()]
+    return out
 
 
 def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -55,6 +55,8 @@ META_FILE = "bundle.json"
 SINGLE_THREAD_ROWS = 64
 # Pydantic's rule, kept by every path: a numeric timestamp over this magnitude is milliseconds.
 MILLISECONDS_ABOVE = 2e10
+# A decimal number as text (what pydantic reads as epoch seconds, not as a date).
+_NUMBER_TEXT = r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*"
 # Reason sentences kept per loaded model (feature, value) before the memo starts afresh.
 _MAX_TEXTS = 100_000
 
@@ -409,6 +411,18 @@ def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") ->
             out[numeric] = seconds_of_numbers(values.to_numpy()[numeric].astype(np.float64))
             at = np.flatnonzero(~numeric)
     texts = values if at.size == n else values.iloc[at]
+    # A number written as text is a number, as the service (pydantic) reads it: CSV cells
+    # arrive as text, and '20250301' would otherwise be taken for an ISO date.
+    spelled = (
+        texts.astype("string").str.fullmatch(_NUMBER_TEXT).to_numpy(dtype=bool, na_value=False)
+    )
+    if spelled.any():
+        numbers = pd.to_numeric(texts[spelled].astype("string"), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        out[at[spelled]] = seconds_of_numbers(numbers)
+        at = at[~spelled]
+        texts = texts[~spelled]
     parsed = pd.to_datetime(texts, utc=True, errors="coerce", format="ISO8601")
     missing = parsed.isna().to_numpy()
     given = texts.notna().to_numpy() & (texts.astype("string").str.strip() != "").to_numpy(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from predictive_scoring.features import parse_number
 from predictive_scoring.scoring import LeadInput, ScoreResult
 from predictive_scoring.serve.schemas import LeadIn
 from predictive_scoring.serve.settings import Settings
@@ -60,11 +61,7 @@ def _not_future(
 def _check_numeric(name: str, value: object, loc: list[str | int]) -> None:
     if value is None or isinstance(value, bool | int | float):
         return
-    try:
-        number = float(str(value))
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
+    if not math.isfinite(parse_number(str(value))):
         raise RequestProblem(
             [*loc, "attributes", name],
             f"attribute '{name}' is numeric; send a finite number, got {value!r}",

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from predictive_scoring.features import parse_number
 from predictive_scoring.jit import compiled
 from predictive_scoring.online import LeadBatch
 from predictive_scoring.serve.convert import result_dict
@@ -150,12 +151,7 @@ def parse_epoch_seconds(values: Sequence[object]) -> np.ndarray | None:
 
 def _numeric_ok(value: object) -> bool:
     """The service's numeric-input check: a text must parse to a finite number."""
-    if type(value) is not str:
-        return True
-    try:
-        return math.isfinite(float(value))
-    except ValueError:
-        return False
+    return type(value) is not str or math.isfinite(parse_number(value))
 
 
 # gc=False: decoded JSON holds no reference cycles, and 50,000 events per batch left untracked
