@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from predictive_scoring.errors import ConfigError
+
+# The start of an ISO 8601 date in its extended form (YYYY-MM-DD).
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 __all__ = [
     "STAGES",
@@ -107,6 +119,24 @@ class FeaturizeParams(_Section):
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     seed: int = 42
     spark: dict[str, str] = Field(default_factory=lambda: {"spark.master": "local[*]"})
+
+    @field_validator("data_end")
+    @classmethod
+    def _data_end_is_iso(cls, value: str | None) -> str | None:
+        """An ISO 8601 date or time (naive means UTC), never a bare number: training refuses
+        epoch numbers in its data, and the same rule holds for the cut-off."""
+        if value is None:
+            return None
+        text = value.strip()
+        try:
+            ok = bool(_ISO_DATE.match(text)) and bool(datetime.fromisoformat(text))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"data_end must be an ISO 8601 date such as 2025-06-30, got {value!r}"
+            )
+        return text
 
 
 class TrainParams(_Section):

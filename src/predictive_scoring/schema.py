@@ -222,6 +222,13 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
             out[retry] = pd.to_datetime(
                 text[retry], errors="coerce", utc=True, format="mixed"
             ).astype(TIMESTAMP_DTYPE)
+        # A number written as text ('1700000000', '20250301') is an epoch number too, refused
+        # like the numbers above; the scoring paths read such a text as epoch seconds.
+        bare = text.str.strip()
+        spelled = (bare != "") & (bare.str.strip("0123456789+-.eE") == "")
+        if spelled.any():
+            numbers = pd.to_numeric(bare[spelled], errors="coerce")
+            out = out.astype(TIMESTAMP_DTYPE).mask(numbers.reindex(out.index).notna())
     out = out.astype(TIMESTAMP_DTYPE)
     implausible = out.notna() & (out.dt.year < _MIN_PLAUSIBLE_YEAR)
     out = out.mask(implausible).dt.floor("s")

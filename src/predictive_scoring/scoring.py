@@ -55,8 +55,6 @@ META_FILE = "bundle.json"
 SINGLE_THREAD_ROWS = 64
 # Pydantic's rule, kept by every path: a numeric timestamp over this magnitude is milliseconds.
 MILLISECONDS_ABOVE = 2e10
-# A decimal number as text (what pydantic reads as epoch seconds, not as a date).
-_NUMBER_TEXT = r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*"
 # Reason sentences kept per loaded model (feature, value) before the memo starts afresh.
 _MAX_TEXTS = 100_000
 
@@ -387,6 +385,12 @@ def seconds_of_numbers(values: np.ndarray) -> np.ndarray:
     return np.floor(np.where(np.abs(v) > MILLISECONDS_ABOVE, v / 1000.0, v))
 
 
+def _numbers(texts: pd.Series) -> np.ndarray:
+    """Texts as float64 numbers (NaN where a text is no number), as training's to_numeric."""
+    values = pd.to_numeric(texts, errors="coerce")
+    return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
         value, bool | np.bool_
@@ -412,22 +416,22 @@ def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") ->
             at = np.flatnonzero(~numeric)
     texts = values if at.size == n else values.iloc[at]
     # A number written as text is a number, as the service (pydantic) reads it: CSV cells
-    # arrive as text, and '20250301' would otherwise be taken for an ISO date.
-    spelled = (
-        texts.astype("string").str.fullmatch(_NUMBER_TEXT).to_numpy(dtype=bool, na_value=False)
+    # arrive as text, and '20250301' or '-1' would otherwise be taken for ISO dates. Only texts
+    # made of number characters go through to_numeric (ISO date-times have a 'T' or ':').
+    stripped = texts.astype("string").str.strip()
+    given = (stripped != "").to_numpy(dtype=bool, na_value=False)
+    spelled = np.flatnonzero(
+        (stripped.str.strip("0123456789+-.eE") == "").to_numpy(dtype=bool, na_value=False) & given
     )
-    if spelled.any():
-        numbers = pd.to_numeric(texts[spelled].astype("string"), errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        out[at[spelled]] = seconds_of_numbers(numbers)
-        at = at[~spelled]
-        texts = texts[~spelled]
+    if spelled.size:
+        numbers = _numbers(stripped.iloc[spelled])
+        found = np.isfinite(numbers)
+        out[at[spelled[found]]] = seconds_of_numbers(numbers[found])
+        keep = np.ones(at.size, dtype=bool)
+        keep[spelled[found]] = False
+        at, texts, given = at[keep], texts[keep], given[keep]
     parsed = pd.to_datetime(texts, utc=True, errors="coerce", format="ISO8601")
     missing = parsed.isna().to_numpy()
-    given = texts.notna().to_numpy() & (texts.astype("string").str.strip() != "").to_numpy(
-        dtype=bool, na_value=False
-    )
     bad = np.flatnonzero(missing & given)
     if bad.size:
         row = int(at[bad[0]])

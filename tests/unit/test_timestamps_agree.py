@@ -194,6 +194,8 @@ CASES = [
     _case(1_700_000_000.7, 1_700_000_000),  # fractions floored everywhere
     _case("1700000000.7", 1_700_000_000),
     _case(-1, -1),
+    _case("-1", -1),  # a number as text is a number, never the ISO year -1
+    _case("20250301", 20_250_301),  # digits only: epoch seconds, as the service reads them
     _case(-0.5, -1),  # floored, not truncated toward zero
     # Over 2e10 a number is milliseconds (pydantic's rule, kept by every path): JavaScript's
     # Date.now() and several CRMs send them; the price is that seconds past 2603 read as ms.
