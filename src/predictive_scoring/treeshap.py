@@ -35,9 +35,9 @@ __all__ = ["MAX_TABLE_BYTES", "TreeShap"]
 
 logger = logging.getLogger(__name__)
 
-# The tables hold leaves x 2^depth x depth doubles: 1.5 MB for the default model (148 trees,
-# 8 leaves, depth 5); past this many bytes, or 8 unique features on one path, pred_contrib is
-# the better trade.
+# The tables are built as leaves x 2^depth x depth doubles (1.5 MB for the default model: 148
+# trees, 8 leaves, depth 5) and kept compact (2^d x d per leaf with d unique features); past this
+# many bytes built, or 8 unique features on one path, pred_contrib is the better trade.
 MAX_TABLE_BYTES = 256 * 1024 * 1024
 _MAX_DEPTH = 8
 # Rows per thread from which splitting a matrix across cores pays for starting the threads.
@@ -205,6 +205,7 @@ def _contributions(
     leaf_start: np.ndarray,
     unique_start: np.ndarray,
     unique_feature: np.ndarray,
+    table_start: np.ndarray,
     table: np.ndarray,
     full: int,
 ) -> None:
@@ -215,7 +216,6 @@ def _contributions(
     # leaf below it, so a leaf's hot mask is full minus what its ancestors cleared.
     cleared_node = np.zeros(width, dtype=np.int64)
     cleared_leaf = np.zeros(width, dtype=np.int64)
-    depth = table.shape[1] // (full + 1)
     for i in range(X.shape[0]):
         row = X[i]
         phi = out[i]
@@ -246,10 +246,11 @@ def _contributions(
             base_leaf = leaf_start[t]
             for leaf in range(leaf_start[t + 1] - base_leaf):
                 g = base_leaf + leaf
-                row_of_table = (full & ~cleared_leaf[leaf]) * depth
                 base = unique_start[g]
-                for k in range(unique_start[g + 1] - base):
-                    phi[unique_feature[base + k]] += table[g, row_of_table + k]
+                d = unique_start[g + 1] - base
+                at = table_start[g] + ((full & ~cleared_leaf[leaf]) & ((1 << d) - 1)) * d
+                for k in range(d):
+                    phi[unique_feature[base + k]] += table[at + k]
 
 
 class TreeShap:
@@ -322,6 +323,7 @@ class TreeShap:
             a["leaf_start"],
             a["unique_start"],
             a["unique_feature"],
+            a["table_start"],
             a["table"],
             (1 << self.depth) - 1,
         )
@@ -393,5 +395,17 @@ def _build(
     arrays = {name: np.array(v, dtype=np.int64) for name, v in as_int.items()}
     arrays["threshold"] = np.array(threshold, dtype=np.float64)
     arrays["cat_words"] = np.array(cat_words, dtype=np.uint32)
-    arrays["table"] = np.ascontiguousarray(table.reshape(len(values), size * max(depth, 1)))
+    # Compact: a leaf with d unique features only ever reads the rows whose other bits are all
+    # hot, and only their first d values, so it keeps 2^d x d numbers (the same ones) instead of
+    # 2^depth x depth; the tables then fit a core's L2 cache.
+    widths = np.diff(arrays["unique_start"]) if values else np.zeros(0, dtype=np.int64)
+    blocks = []
+    for g, d in enumerate(widths.tolist()):
+        rows = np.arange(1 << d) | (size - 1) & ~((1 << d) - 1)
+        blocks.append(table[g, rows, :d].ravel())
+    sizes = [b.size for b in blocks]
+    arrays["table_start"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    arrays["table"] = (
+        np.ascontiguousarray(np.concatenate(blocks)) if blocks else np.zeros(0, dtype=np.float64)
+    )
     return arrays
