@@ -405,7 +405,7 @@ def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") ->
     bad row.
     """
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return seconds_of_numbers(values.to_numpy(dtype=np.float64))
+        return seconds_of_numbers(values.to_numpy(dtype=np.float64, na_value=np.nan))
     n = len(values)
     out = np.full(n, math.nan)
     at = np.arange(n)  # the positions of the texts in ``values``

@@ -10,7 +10,7 @@ import pytest
 
 from predictive_scoring.errors import ScoringInputError
 from predictive_scoring.online import LeadBatch
-from predictive_scoring.scoring import batch_from_frames, batch_from_nested
+from predictive_scoring.scoring import batch_from_frames, batch_from_nested, epoch_seconds_of
 
 NOW = 1_750_000_000
 TYPES = ["web_visit", "pricing_page_view", "demo_request", "noise"]
@@ -110,3 +110,9 @@ def test_a_bad_event_timestamp_names_the_field() -> None:
     with pytest.raises(ScoringInputError, match=r"'ts' row 1.*ISO 8601") as info:
         batch_from_nested(frame, now=NOW)
     assert info.value.field == "ts"
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "int64[pyarrow]", "float64"])
+def test_nullable_epoch_columns_keep_their_gaps(dtype: str) -> None:
+    got = epoch_seconds_of(pd.Series([1_700_000_000, None], dtype=dtype), field="created_at")
+    assert got[0] == 1_700_000_000 and np.isnan(got[1])
