@@ -69,6 +69,28 @@ def test_service_probabilities_equal_the_scorer(
         assert abs(one["probability"] - want.probability) <= 1e-9
 
 
+def test_a_lead_alone_gets_what_it_gets_inside_a_batch(
+    leads: list[dict[str, Any]], live_bundle: Path
+) -> None:
+    # One lead takes the one-row paths (LightGBM's single-row predictor, list-based reasons).
+    scorer = Scorer.load(live_bundle)
+    inputs = [_lead_input(p) for p in leads]
+    together = scorer.score(inputs, n_reasons=5)
+    for lead, want in zip(inputs, together, strict=True):
+        (alone,) = scorer.score([lead], n_reasons=5)
+        assert (alone.lead_id, alone.score, alone.stage, alone.grade) == (
+            want.lead_id,
+            want.score,
+            want.stage,
+            want.grade,
+        )
+        assert alone.probability == pytest.approx(want.probability, abs=1e-12)
+        for got, expected in ((alone.positive, want.positive), (alone.negative, want.negative)):
+            assert [(r.feature, r.text) for r in got] == [(r.feature, r.text) for r in expected]
+            assert [r.impact for r in got] == pytest.approx([r.impact for r in expected], abs=1e-6)
+    assert any(r.positive for r in together) and any(r.negative for r in together)
+
+
 def test_a_batch_is_scored_in_one_scorer_call(
     live_bundle: Path, leads: list[dict[str, Any]]
 ) -> None:
