@@ -331,11 +331,11 @@ class Scorer:
         if n == 1:  # one lead: the same order and cells on plain lists, a tenth of the numpy calls
             ranked = np.argsort(contrib[0]).tolist()
             impact, x = contrib[0].tolist(), X[0].tolist()
-            positive = [f for f in ranked[::-1][:k] if impact[f] > 0]
-            negative = [f for f in ranked[:k] if impact[f] < 0]
+            ups = [f for f in ranked[::-1][:k] if impact[f] > 0]
+            downs = [f for f in ranked[:k] if impact[f] < 0]
             return (
-                [[Reason(names[f], text(f, x[f]), round(impact[f], 6)) for f in positive]],
-                [[Reason(names[f], text(f, x[f]), round(impact[f], 6)) for f in negative]],
+                [[Reason(names[f], text(f, x[f]), round(impact[f], 6)) for f in ups]],
+                [[Reason(names[f], text(f, x[f]), round(impact[f], 6)) for f in downs]],
             )
         order = np.argsort(contrib, axis=1)
         rows = np.arange(n)[:, None]
