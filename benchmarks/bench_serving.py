@@ -7,6 +7,11 @@ connection, after a warm-up. Before any timing both servers' probabilities are c
 in-process scorer to 1e-9. Reports p50/p99 and ratios for one lead per request and for 1,000 leads
 per request.
 
+Both servers run side by side for the whole run and are timed in interleaved rounds
+(``--rounds``, default 5: each round times our service, then mlflow serve, for every case and
+client), so a slow spell of the host lands on both sides of a ratio; the ratio of each round is
+printed next to the pooled one, which shows how much the run itself is worth.
+
 Every case is timed with two clients, each against both servers: the standard library's
 ``http.client`` (the thinnest Python client: its own cost per request is a few tens of
 microseconds) and ``httpx`` (a popular client that adds about 0.3-0.5 ms per request on this
@@ -14,15 +19,19 @@ machine). The client's cost lands in every latency, so it lowers the ratio of a 
 table shows both rather than pick one.
 
     python benchmarks/bench_serving.py [--single 2000] [--single-mlflow 500] [--batches 15]
+        [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import gc
 import http.client
 import itertools
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -107,6 +116,11 @@ def _time_stdlib(
     return samples
 
 
+def _share(n: int, r: int, rounds: int) -> int:
+    """Round ``r``'s part of ``n`` timed requests (the parts add up to ``n``, each at least 1)."""
+    return max(1, n // rounds + (1 if r < n % rounds else 0))
+
+
 def _time_calls(fn: Any, *, n: int, warm: int) -> list[float]:
     for _ in range(warm):
         fn()
@@ -131,6 +145,9 @@ def main() -> int:
     parser.add_argument("--single-mlflow", type=int, default=500, help="timed one-lead (mlflow)")
     parser.add_argument("--batches", type=int, default=15, help="timed 1,000-lead requests")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds (ours, mlflow serve, ...)"
+    )
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
 
@@ -214,26 +231,31 @@ def main() -> int:
         _time_calls(lambda: scorer.score(leads[: args.batch_size]), n=args.batches, warm=2)
     )
 
-    def time_both(
-        client: httpx.Client,
-        key: str,
-        url: str,
-        bodies: list[bytes],
-        headers: dict[str, str],
-        *,
-        n: int,
-        warm: int,
-    ) -> None:
-        """Time one case with http.client, then with httpx, under ``key`` and ``key_httpx``."""
-        results[key] = percentiles(_time_stdlib(url, bodies, headers, n=n, warm=warm))
-        results[f"{key}_httpx"] = percentiles(
-            _time_requests(client, url, bodies, headers, n=n, warm=warm)
+    # Both servers stay up for the whole run and are timed in interleaved rounds (ours, then
+    # mlflow serve, case by case and client by client), so a slow minute on this shared host lands
+    # on both sides of a ratio, and the spread of the per-round ratios shows the run's own noise.
+    rounds = max(1, args.rounds)
+    samples: dict[str, list[float]] = {}
+    round_ratios: dict[str, list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            server(ours_cmd, health_url=f"{ours_url}/readyz", env=env, log=logs / "ours.log")
+        )
+        if not args.skip_mlflow:
+            stack.enter_context(
+                server(
+                    mlflow_cmd,
+                    health_url=f"{mlflow_url}/ping",
+                    env=mlflow_env,
+                    log=logs / "mlflow.log",
+                )
+            )
+        client = stack.enter_context(httpx.Client(timeout=300.0))
+        timers: tuple[tuple[str, Any], ...] = (
+            ("", _time_stdlib),
+            ("_httpx", functools.partial(_time_requests, client)),
         )
 
-    with (
-        server(ours_cmd, health_url=f"{ours_url}/readyz", env=env, log=logs / "ours.log"),
-        httpx.Client(timeout=120.0) as client,
-    ):
         got = [
             _post(client, f"{ours_url}/v1/score", b, auth)["probability"] for b in single_bodies
         ]
@@ -244,24 +266,66 @@ def main() -> int:
         ]
         diff_b = _check("ours batch", got_b, want_batch)
         print(f"ours agrees with the in-process scorer: max |dp| {max(diff_s, diff_b):.2e}")
-        time_both(
-            client,
-            "ours_single",
-            f"{ours_url}/v1/score",
-            single_bodies,
-            auth,
-            n=args.single,
-            warm=300,
+        if not args.skip_mlflow:
+            got = [
+                _post(client, f"{mlflow_url}/invocations", b, json_h)["predictions"][0][
+                    "probability"
+                ]
+                for b in mlflow_single
+            ]
+            diff_s = _check("mlflow single", got, want_single)
+            preds = _post(client, f"{mlflow_url}/invocations", mlflow_batch, json_h)
+            diff_b = _check(
+                "mlflow batch", [p["probability"] for p in preds["predictions"]], want_batch
+            )
+            print(f"mlflow agrees with the in-process scorer: max |dp| {max(diff_s, diff_b):.2e}")
+
+        # (kind, ours url, ours bodies, mlflow bodies, timed requests ours / mlflow, warm-up)
+        cases = (
+            (
+                "single",
+                "/v1/score",
+                single_bodies,
+                mlflow_single,
+                args.single,
+                args.single_mlflow,
+                300,
+            ),
+            (
+                "batch",
+                "/v1/score/batch",
+                [batch_body],
+                [mlflow_batch],
+                args.batches,
+                max(3, args.batches // 2),
+                2,
+            ),
         )
-        time_both(
-            client,
-            "ours_batch",
-            f"{ours_url}/v1/score/batch",
-            [batch_body],
-            auth,
-            n=args.batches,
-            warm=2,
-        )
+        for r in range(rounds):
+            for kind, path, bodies, m_bodies, n_ours, n_mlflow, warm in cases:
+                warm_r = warm if r == 0 else max(1, warm // 10)
+                for suffix, timer in timers:
+                    ours = timer(
+                        f"{ours_url}{path}", bodies, auth, n=_share(n_ours, r, rounds), warm=warm_r
+                    )
+                    samples.setdefault(f"ours_{kind}{suffix}", []).extend(ours)
+                    if args.skip_mlflow:
+                        continue
+                    theirs = timer(
+                        f"{mlflow_url}/invocations",
+                        m_bodies,
+                        json_h,
+                        n=_share(n_mlflow, r, rounds),
+                        warm=warm_r,
+                    )
+                    samples.setdefault(f"mlflow_{kind}{suffix}", []).extend(theirs)
+                    round_ratios.setdefault(f"{kind}{suffix}", []).append(
+                        statistics.median(theirs) / statistics.median(ours)
+                    )
+            print(f"round {r + 1} of {rounds} done; load average {os.getloadavg()[0]:.2f}")
+        for key, values in samples.items():
+            results[key] = percentiles(values)
+
         # Probability only (?reasons=false): no SHAP. Reported on its own rows, never in the
         # like-for-like ratios, since mlflow serve computes the reasons.
         got_nr = [
@@ -285,47 +349,6 @@ def main() -> int:
                 warm=2,
             )
         )
-
-    if not args.skip_mlflow:
-        with (
-            server(
-                mlflow_cmd,
-                health_url=f"{mlflow_url}/ping",
-                env=mlflow_env,
-                log=logs / "mlflow.log",
-            ),
-            httpx.Client(timeout=300.0) as client,
-        ):
-            got = [
-                _post(client, f"{mlflow_url}/invocations", b, json_h)["predictions"][0][
-                    "probability"
-                ]
-                for b in mlflow_single
-            ]
-            diff_s = _check("mlflow single", got, want_single)
-            preds = _post(client, f"{mlflow_url}/invocations", mlflow_batch, json_h)
-            diff_b = _check(
-                "mlflow batch", [p["probability"] for p in preds["predictions"]], want_batch
-            )
-            print(f"mlflow agrees with the in-process scorer: max |dp| {max(diff_s, diff_b):.2e}")
-            time_both(
-                client,
-                "mlflow_single",
-                f"{mlflow_url}/invocations",
-                mlflow_single,
-                json_h,
-                n=args.single_mlflow,
-                warm=50,
-            )
-            time_both(
-                client,
-                "mlflow_batch",
-                f"{mlflow_url}/invocations",
-                [mlflow_batch],
-                json_h,
-                n=max(3, args.batches // 2),
-                warm=1,
-            )
 
     servers = {
         "ours": "our service",
@@ -370,6 +393,22 @@ def main() -> int:
             if f"mlflow_{kind}{suffix}" in results:
                 line += f"; mlflow/ours {results[f'mlflow_{kind}{suffix}']['p50_ms'] / ours:.1f}x"
             line += f"; ours/floor {ours / results[f'floor_{kind}']['p50_ms']:.2f}x"
+            per_round = round_ratios.get(f"{kind}{suffix}", [])
+            if per_round:
+                line += (
+                    f"; per round {' '.join(f'{x:.1f}' for x in per_round)}"
+                    f" (min {min(per_round):.1f}x)"
+                )
+                write_result(
+                    BENCH,
+                    f"ratio_{kind}{suffix}",
+                    case=kind,
+                    client=client_name,
+                    mlflow_over_ours_p50=round(
+                        results[f"mlflow_{kind}{suffix}"]["p50_ms"] / ours, 2
+                    ),
+                    per_round=[round(x, 2) for x in per_round],
+                )
             print(line)
     print(f"load average at end: {os.getloadavg()}")
     return 0
