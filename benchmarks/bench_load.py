@@ -59,9 +59,9 @@ async def _poster(
     """``post(body) -> status`` over a keep-alive pool of ``max_inflight`` connections.
 
     aiohttp (the default) costs this process about a third of the CPU per request that
-    httpx.AsyncClient does (0.8 vs 2.4 ms, ``client_cpu_ms_per_request``); on 2 shared cores the client's CPU is latency the server did not
-    cause, so the cheaper client measures the server more closely. Errors raise
-    :data:`_CLIENT_ERRORS`.
+    httpx.AsyncClient does (0.8 vs 2.4 ms, ``client_cpu_ms_per_request``); on 2 shared cores
+    the client's CPU is latency the server did not cause, so the cheaper client measures the
+    server more closely. Errors raise :data:`_CLIENT_ERRORS`.
     """
     headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
     if kind == "httpx":

@@ -12,11 +12,11 @@ Both servers run side by side for the whole run and are timed in interleaved rou
 client), so a slow spell of the host lands on both sides of a ratio; the ratio of each round is
 printed next to the pooled one, which shows how much the run itself is worth.
 
-Every case is timed with two clients, each against both servers: the standard library's
+Every case is timed with three clients, each against both servers: the standard library's
 ``http.client`` (the thinnest Python client: its own cost per request is a few tens of
-microseconds) and ``httpx`` (a popular client that adds about 0.3-0.5 ms per request on this
-machine). The client's cost lands in every latency, so it lowers the ratio of a fast server; the
-table shows both rather than pick one.
+microseconds), ``httpx`` (adds about 0.5 ms per request on this machine) and ``requests`` (the
+most common Python client, about 1 ms). The client's cost lands in every latency, on the same
+2 cores, so it lowers the ratio of a fast server; the table shows all three rather than pick one.
 
     python benchmarks/bench_serving.py [--single 2000] [--single-mlflow 500] [--batches 15]
         [--rounds 5]
@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 import orjson
+import requests as requests_lib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -87,6 +88,29 @@ def _time_requests(
         r = client.post(url, content=body, headers=headers)
         r.read()
         samples.append(time.perf_counter() - start)
+        if r.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {r.status_code}")
+    return samples
+
+
+def _time_requests_lib(
+    session: requests_lib.Session,
+    url: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    *,
+    n: int,
+    warm: int,
+) -> list[float]:
+    """The same with the ``requests`` library on one keep-alive session."""
+    samples: list[float] = []
+    for i in range(warm + n):
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter()
+        r = session.post(url, data=body, headers=headers)
+        _ = r.content
+        if i >= warm:
+            samples.append(time.perf_counter() - start)
         if r.status_code != 200:
             raise RuntimeError(f"{url}: HTTP {r.status_code}")
     return samples
@@ -251,9 +275,11 @@ def main() -> int:
                 )
             )
         client = stack.enter_context(httpx.Client(timeout=300.0))
+        session = stack.enter_context(requests_lib.Session())
         timers: tuple[tuple[str, Any], ...] = (
             ("", _time_stdlib),
             ("_httpx", functools.partial(_time_requests, client)),
+            ("_requests", functools.partial(_time_requests_lib, session)),
         )
 
         got = [
@@ -364,6 +390,8 @@ def main() -> int:
             ("mlflow", "", "http.client"),
             ("ours", "_httpx", "httpx"),
             ("mlflow", "_httpx", "httpx"),
+            ("ours", "_requests", "requests"),
+            ("mlflow", "_requests", "requests"),
             ("floor", "", "(none)"),
             ("ours_noreasons", "", "http.client"),
         ):
@@ -387,7 +415,11 @@ def main() -> int:
         ["case", "server", "client", "n", "p50_ms", "p99_ms", "mean_ms", "p50_vs_ours"],
     )
     for kind in ("single", "batch"):
-        for suffix, client_name in (("", "http.client"), ("_httpx", "httpx")):
+        for suffix, client_name in (
+            ("", "http.client"),
+            ("_httpx", "httpx"),
+            ("_requests", "requests"),
+        ):
             ours = results[f"ours_{kind}{suffix}"]["p50_ms"]
             line = f"{kind}, {client_name}: ours p50 {ours:.3f} ms"
             if f"mlflow_{kind}{suffix}" in results:
