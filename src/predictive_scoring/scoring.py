@@ -30,7 +30,13 @@ from predictive_scoring.explain import feature_describers
 from predictive_scoring.features import FeatureDefinition
 from predictive_scoring.online import LeadBatch, OnlineExecutor
 from predictive_scoring.rowpredict import RowPredictor
-from predictive_scoring.thresholds import Thresholds, assign_grade, assign_stage
+from predictive_scoring.thresholds import (
+    Thresholds,
+    assign_grade,
+    assign_stage,
+    grade_of,
+    stage_of,
+)
 from predictive_scoring.treeshap import TreeShap
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "epoch_seconds_of",
     "probability_to_score",
     "results_frame",
+    "score_of",
     "seconds_of_numbers",
 ]
 
@@ -93,6 +100,14 @@ class ScoreResult:
 def probability_to_score(p: np.ndarray) -> np.ndarray:
     """1-99 integer score from a probability."""
     return np.clip(np.rint(np.asarray(p) * 100.0), 1, 99).astype(np.int64)
+
+
+def score_of(p: float) -> int:
+    """:func:`probability_to_score` for one finite probability, without arrays.
+
+    ``round`` rounds half to even as ``np.rint`` does, on the same product ``p * 100.0``.
+    """
+    return min(max(round(p * 100.0), 1), 99)
 
 
 def _file_sha256(path: Path) -> str:
@@ -286,21 +301,27 @@ class Scorer:
             )
         X = self.executor.transform(batch)
         p = self.predict_matrix(X)
-        stages = assign_stage(p, self.thresholds)
-        grades = assign_grade(p, self.thresholds)
-        scores = probability_to_score(p)
+        if batch.size == 1 and math.isfinite(p[0]):  # one lead: the same rules on a float
+            one = float(p[0])
+            stages, grades = [stage_of(one, self.thresholds)], [grade_of(one, self.thresholds)]
+            scores = [score_of(one)]
+        else:
+            stages = assign_stage(p, self.thresholds).tolist()
+            grades = assign_grade(p, self.thresholds).tolist()
+            scores = probability_to_score(p).tolist()
         if n_reasons > 0:
             positives, negatives = self._reasons(X, self.contributions(X), n_reasons)
         else:
             positives = [[] for _ in range(batch.size)]
             negatives = [[] for _ in range(batch.size)]
+        probs = p.tolist()
         return [
             ScoreResult(
                 lead_id=str(lead_ids[i]),
-                probability=float(p[i]),
-                score=int(scores[i]),
-                stage=str(stages[i]),
-                grade=str(grades[i]),
+                probability=probs[i],
+                score=scores[i],
+                stage=stages[i],
+                grade=grades[i],
                 positive=positives[i],
                 negative=negatives[i],
             )

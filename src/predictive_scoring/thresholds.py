@@ -29,6 +29,8 @@ __all__ = [
     "check_labels_and_scores",
     "choose_thresholds",
     "cutoff_curve",
+    "grade_of",
+    "stage_of",
     "threshold_table",
 ]
 
@@ -244,6 +246,17 @@ def assign_stage(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:
 
 
 _GRADES = np.array(["D", "C", "B", "A"])
+_GRADE_NAMES = ("D", "C", "B", "A")
+
+
+def stage_of(p: float, t: Thresholds) -> str:
+    """:func:`assign_stage` for one probability, without arrays (the one-lead path)."""
+    return "SQL" if p >= t.sql else "MQL" if p >= t.mql else "nurture"
+
+
+def grade_of(p: float, t: Thresholds) -> str:
+    """:func:`assign_grade` for one probability, without arrays (the one-lead path)."""
+    return _GRADE_NAMES[(p >= t.mql / 2) + (p >= t.mql) + (p >= t.sql)]
 
 
 def assign_grade(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:

@@ -9,11 +9,14 @@ import pytest
 
 from predictive_scoring.config import ThresholdParams
 from predictive_scoring.errors import BundleError, ConfigError, DataValidationError
+from predictive_scoring.scoring import probability_to_score, score_of
 from predictive_scoring.thresholds import (
     Thresholds,
     assign_grade,
     assign_stage,
     choose_thresholds,
+    grade_of,
+    stage_of,
     threshold_table,
 )
 
@@ -75,6 +78,19 @@ def test_mql_is_lowered_below_sql_when_the_policy_crosses_it() -> None:
     assert "WARNING" in t.method["mql"]
     fixed = choose(capacity_per_week=0.5, mql=0.95)  # sql 0.9 below the fixed mql
     assert fixed.mql == 0.8 < fixed.sql == 0.9
+
+
+def test_one_lead_rules_equal_the_vectorised_ones() -> None:
+    # The one-lead path (stage_of, grade_of, score_of on a float) against the arrays a batch uses,
+    # on each cut-off, one ulp either side, the score's rounding halves and random values.
+    t = Thresholds(mql=0.3, sql=0.7, base_rate=0.1)
+    edges = [0.0, 1.0, t.mql / 2, t.mql, t.sql, 0.005, 0.015, 0.125, 0.985, 0.995]
+    near = [np.nextafter(e, d) for e in edges for d in (-np.inf, np.inf)]
+    p = np.clip(np.concatenate([edges, near, np.random.default_rng(0).random(10_000)]), 0, 1)
+    assert [stage_of(x, t) for x in p.tolist()] == assign_stage(p, t).tolist()
+    assert [grade_of(x, t) for x in p.tolist()] == assign_grade(p, t).tolist()
+    assert [score_of(x) for x in p.tolist()] == probability_to_score(p).tolist()
+    assert {stage_of(x, t) for x in p.tolist()} == {"SQL", "MQL", "nurture"}
 
 
 def test_tied_scores_share_a_stage() -> None:
