@@ -87,6 +87,13 @@ def test_calibrator_round_trips(method: str) -> None:
     assert ((cal.transform(p) > 0) & (cal.transform(p) < 1)).all()
 
 
+def test_calibrator_clips_as_np_clip() -> None:
+    from predictive_scoring.calibration import _EPS, _clip
+
+    p = np.array([np.nan, -1.0, 0.0, _EPS / 2, _EPS, 0.5, 1 - _EPS, 1 - _EPS / 3, 1.0, 2.0])
+    np.testing.assert_array_equal(_clip(p), np.clip(p, _EPS, 1 - _EPS))
+
+
 def test_bundle_round_trip_and_tamper_check(tmp_path: Path) -> None:
     data, d = frames()
     res = train_model(data, d, TrainParams(n_estimators=50))  # type: ignore[arg-type]
