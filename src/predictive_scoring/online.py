@@ -66,9 +66,23 @@ class OnlineExecutor:
             for name, values in self.levels.items()
         }
         self._windows = np.asarray(definition.windows_days, dtype=np.int64) * SECONDS_PER_DAY
+        self._engagement_at = self._engagement_columns_at() if definition.has_events else None
         missing = [c for c in definition.categorical_features if c not in self.levels]
         if missing:
             raise ValueError(f"no category levels for {missing}")
+
+    def _engagement_columns_at(self) -> tuple[int, int, int, int, int]:
+        """Where the engagement columns live: the first count (counts follow in (type, window)
+        order), the first recency and decay (by type), the total and the active days."""
+        d = self.definition
+        T, W = len(d.event_types), len(d.windows_days)
+        return (
+            self._col[d.count_name(d.event_types[0], d.windows_days[0])] if T and W else -1,
+            self._col[d.recency_name(d.event_types[0])] if T else -1,
+            self._col[d.decay_name(d.event_types[0])] if T else -1,
+            self._col["n_events_total"],
+            self._col[d.active_days_name],
+        )
 
     def _encode(self, name: str, values: Sequence[object]) -> np.ndarray:
         index = self._level_index[name]
@@ -119,7 +133,6 @@ class OnlineExecutor:
     def _engagement(self, batch: LeadBatch, X: np.ndarray) -> None:
         d = self.definition
         T = len(d.event_types)
-        W = len(d.windows_days)
         as_of = batch.as_of.astype(np.int64, copy=False)
         if d.has_created_at:
             # float64 holds whole epoch seconds exactly, so this equals the batch executor's
@@ -132,10 +145,8 @@ class OnlineExecutor:
             dtype=np.int64,
             count=len(batch.event_type),
         )
-        # Where the columns live: counts in (type, window) order, then recency and decay by type.
-        counts0 = self._col[d.count_name(d.event_types[0], d.windows_days[0])] if T and W else -1
-        recency0 = self._col[d.recency_name(d.event_types[0])] if T else -1
-        decay0 = self._col[d.decay_name(d.event_types[0])] if T else -1
+        assert self._engagement_at is not None  # built whenever the definition has events
+        counts0, recency0, decay0, total, active = self._engagement_at
         _engagement_columns(
             X,
             batch.event_lead.astype(np.int64, copy=False),
@@ -146,8 +157,8 @@ class OnlineExecutor:
             d.active_days_window * SECONDS_PER_DAY,
             d.decay_rate,
             T,
-            self._col["n_events_total"],
-            self._col[d.active_days_name],
+            total,
+            active,
             counts0,
             recency0,
             decay0,
