@@ -84,13 +84,11 @@ class OnlineExecutor:
             self._col[d.active_days_name],
         )
 
-    def _encode(self, name: str, values: Sequence[object]) -> np.ndarray:
+    def _encode(self, name: str, values: Sequence[object]) -> list[float]:
+        """Level codes of a categorical column (NaN for missing or unseen)."""
         index = self._level_index[name]
-        out = np.empty(len(values), dtype=np.float64)
-        for i, v in enumerate(values):
-            key = category_text(v)
-            out[i] = index.get(key, math.nan) if key is not None else math.nan
-        return out
+        texts = map(category_text, values)
+        return [math.nan if key is None else index.get(key, math.nan) for key in texts]
 
     def transform(self, batch: LeadBatch) -> np.ndarray:
         """Feature matrix (n_leads x n_features, float64, categoricals as level codes)."""
@@ -105,9 +103,9 @@ class OnlineExecutor:
                 continue
             j = self._col[name]
             if kind == "categorical":
-                X[:, j] = self._encode(name, values)
+                _put(X, j, self._encode(name, values))
             else:
-                X[:, j] = [_as_float(v) for v in values]
+                _put(X, j, [_as_float(v) for v in values])
         self._derived(batch, X)
         return X
 
@@ -115,20 +113,17 @@ class OnlineExecutor:
         d = self.definition
         titles = batch.attributes.get(d.job_title_column or "")
         if d.job_title_column and titles is not None:
-            X[:, self._col[SENIORITY_FEATURE]] = self._encode(
-                SENIORITY_FEATURE, [title_seniority(t) for t in titles]
-            )
-            X[:, self._col[FUNCTION_FEATURE]] = self._encode(
-                FUNCTION_FEATURE, [title_function(t) for t in titles]
-            )
+            seniority = [title_seniority(t) for t in titles]
+            _put(X, self._col[SENIORITY_FEATURE], self._encode(SENIORITY_FEATURE, seniority))
+            function = [title_function(t) for t in titles]
+            _put(X, self._col[FUNCTION_FEATURE], self._encode(FUNCTION_FEATURE, function))
         emails = batch.attributes.get(d.email_column or "")
         if d.email_column and emails is not None:
-            X[:, self._col[EMAIL_FEATURE]] = [email_is_free(e) for e in emails]
+            _put(X, self._col[EMAIL_FEATURE], [email_is_free(e) for e in emails])
         employees = batch.attributes.get(d.employees_column or "")
         if d.employees_column and employees is not None:
-            X[:, self._col[BAND_FEATURE]] = self._encode(
-                BAND_FEATURE, [employees_band(e) for e in employees]
-            )
+            bands = [employees_band(e) for e in employees]
+            _put(X, self._col[BAND_FEATURE], self._encode(BAND_FEATURE, bands))
 
     def _engagement(self, batch: LeadBatch, X: np.ndarray) -> None:
         d = self.definition
@@ -163,6 +158,14 @@ class OnlineExecutor:
             recency0,
             decay0,
         )
+
+
+def _put(X: np.ndarray, j: int, values: Sequence[float]) -> None:
+    """Column ``j`` of ``X`` from Python numbers; one lead's value without building an array."""
+    if len(values) == 1:
+        X[0, j] = values[0]
+    else:
+        X[:, j] = values
 
 
 @compiled
