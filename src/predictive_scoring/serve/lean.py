@@ -325,6 +325,8 @@ class LeanScoreMiddleware:
         self.settings = settings
         self.metrics = metrics
         self.routes = {prefix: False, f"{prefix}/batch": True}
+        self._answered = metrics.lean.labels("answered")
+        self._declined = metrics.lean.labels("declined")
 
     def _takes(self, scope: Scope) -> tuple[bool, bool] | None:
         """(batch, reasons) for a request this path can take, else None."""
@@ -378,10 +380,10 @@ class LeanScoreMiddleware:
                 logger.debug("lean path failed; the full route takes the request", exc_info=True)
                 response = None
         if response is None:
-            self.metrics.lean.labels("declined").inc()
+            self._declined.inc()
             await self.app(scope, _replay(body, receive), send)
             return
-        self.metrics.lean.labels("answered").inc()
+        self._answered.inc()
         await response(scope, receive, send)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,10 +63,28 @@ class ServiceMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        # Label children by their label values: a ``labels()`` lookup costs more than the update.
+        self._stage_counts: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def count_stages(self, stages: Iterable[str]) -> None:
         for stage, n in Tally(stages).items():
-            self.leads.labels(stage).inc(n)
+            child = self._stage_counts.get(stage)
+            if child is None:
+                child = self._stage_counts[stage] = self.leads.labels(stage)
+            child.inc(n)
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One finished request: its latency and its count (route is a template, so bounded)."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.latency.labels(method, route),
+                self.requests.labels(method, route, str(status)),
+            )
+        children[0].observe(seconds)
+        children[1].inc()
 
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()
@@ -113,5 +132,4 @@ class MetricsMiddleware:
             path = route_path(scope)
             template = path if path in self.paths else "unmatched"
             method = scope.get("method", "")
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.request_done(method, template, status, time.perf_counter() - start)
