@@ -300,7 +300,14 @@ class Scorer:
                 f"{len(lead_ids)} lead ids for {batch.size} leads", field="lead_id"
             )
         X = self.executor.transform(batch)
-        p = self.predict_matrix(X)
+        contrib: np.ndarray | None = None
+        if n_reasons > 0 and self.tree_shap is not None and self.tree_shap.sigmoid > 0:
+            # One pass over the trees: the exact SHAP values and Booster.predict's probabilities
+            # (bit for bit, tested), so the booster is not walked a second time.
+            contrib, raw = self.tree_shap.explain(np.ascontiguousarray(X, dtype=np.float64))
+            p = self.calibrator.transform(raw)
+        else:
+            p = self.predict_matrix(X)
         if batch.size == 1 and math.isfinite(p[0]):  # one lead: the same rules on a float
             one = float(p[0])
             stages, grades = [stage_of(one, self.thresholds)], [grade_of(one, self.thresholds)]
@@ -310,7 +317,9 @@ class Scorer:
             grades = assign_grade(p, self.thresholds).tolist()
             scores = probability_to_score(p).tolist()
         if n_reasons > 0:
-            positives, negatives = self._reasons(X, self.contributions(X), n_reasons)
+            if contrib is None:
+                contrib = self.contributions(X)
+            positives, negatives = self._reasons(X, contrib, n_reasons)
         else:
             positives = [[] for _ in range(batch.size)]
             negatives = [[] for _ in range(batch.size)]

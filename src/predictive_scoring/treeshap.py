@@ -208,6 +208,10 @@ def _contributions(
     table_start: np.ndarray,
     table: np.ndarray,
     full: int,
+    leaf_value: np.ndarray,
+    stump_value: np.ndarray,
+    sigmoid: float,
+    pred: np.ndarray,
 ) -> None:
     n_trees = node_start.size - 1
     width = max(1, int(np.max(np.diff(leaf_start))))
@@ -219,9 +223,13 @@ def _contributions(
     for i in range(X.shape[0]):
         row = X[i]
         phi = out[i]
+        # The booster's raw score on the way: the reached leaf (the one no node sends the row
+        # away from) of every tree, added in tree order from 0.0 as LightGBM's PredictRaw does.
+        raw = 0.0
         for t in range(n_trees):
             first = node_start[t]
             if node_start[t + 1] == first:
+                raw += stump_value[t]
                 continue
             cleared_node[0] = 0
             for j in range(first, node_start[t + 1]):
@@ -248,18 +256,27 @@ def _contributions(
                 g = base_leaf + leaf
                 base = unique_start[g]
                 d = unique_start[g + 1] - base
+                if cleared_leaf[leaf] == 0:
+                    raw += leaf_value[g]
                 at = table_start[g] + ((full & ~cleared_leaf[leaf]) & ((1 << d) - 1)) * d
                 for k in range(d):
                     phi[unique_feature[base + k]] += table[at + k]
+        # LightGBM's binary ConvertOutput, with the same libm exp.
+        pred[i] = 1.0 / (1.0 + math.exp(-sigmoid * raw)) if sigmoid > 0 else raw
 
 
 class TreeShap:
     """Exact SHAP values of a LightGBM binary booster from precomputed per-leaf tables."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], *, n_features: int, depth: int) -> None:
+    def __init__(
+        self, arrays: dict[str, np.ndarray], *, n_features: int, depth: int, sigmoid: float = 0.0
+    ) -> None:
         self._arrays = arrays
         self.n_features = n_features
         self.depth = depth
+        # The binary objective's sigmoid parameter: :meth:`explain`'s prediction is then the
+        # probability ``Booster.predict`` gives; 0 for any other objective (the raw score).
+        self.sigmoid = sigmoid
 
     @classmethod
     def from_booster(
@@ -280,32 +297,48 @@ class TreeShap:
             if depth > _MAX_DEPTH or n_leaves * (1 << depth) * depth * 8 > max_table_bytes:
                 return None
             arrays = _build(trees, walked, depth)
+            sigmoid = _binary_sigmoid(header.get("objective", ""))
         except (ValueError, IndexError, KeyError, ZeroDivisionError) as exc:
             # A model text this parser does not follow: LightGBM's own pred_contrib still works.
             logger.warning("exact SHAP tables not built (%s); using LightGBM pred_contrib", exc)
             return None
-        return cls(arrays, n_features=booster.num_feature(), depth=depth)
+        return cls(arrays, n_features=booster.num_feature(), depth=depth, sigmoid=sigmoid)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """SHAP values per feature (rows x features), without the bias column."""
+        return self.explain(X)[0]
+
+    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SHAP values per feature (rows x features, without the bias column) and each row's
+        prediction, from one pass over the trees.
+
+        The prediction is ``Booster.predict``'s, bit for bit: the same leaves added in the same
+        order, then for a binary objective the same sigmoid (the probability); the raw score
+        for any other objective.
+        """
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected a matrix with {self.n_features} columns, got {X.shape}")
         out = np.zeros((X.shape[0], self.n_features))
-        if self.depth == 0 or not X.shape[0]:
-            return out
+        pred = np.empty(X.shape[0])
         threads = min(X.shape[0] // _ROWS_PER_THREAD, _CORES)
         if threads <= 1:
-            self._run(X, out)
-            return out
+            if X.shape[0]:
+                self._run(X, out, pred)
+            return out, pred
         # The kernel releases the GIL, so blocks of rows run on separate cores.
         bounds = np.linspace(0, X.shape[0], threads + 1).astype(np.int64).tolist()
         blocks = list(itertools.pairwise(bounds))
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda b: self._run(X[b[0] : b[1]], out[b[0] : b[1]]), blocks))
-        return out
+            list(
+                pool.map(
+                    lambda b: self._run(X[b[0] : b[1]], out[b[0] : b[1]], pred[b[0] : b[1]]),
+                    blocks,
+                )
+            )
+        return out, pred
 
-    def _run(self, X: np.ndarray, out: np.ndarray) -> None:
+    def _run(self, X: np.ndarray, out: np.ndarray, pred: np.ndarray) -> None:
         a = self._arrays
         _contributions(
             X,
@@ -326,7 +359,24 @@ class TreeShap:
             a["table_start"],
             a["table"],
             (1 << self.depth) - 1,
+            a["leaf_value"],
+            a["stump_value"],
+            self.sigmoid,
+            pred,
         )
+
+
+def _binary_sigmoid(objective: str) -> float:
+    """The sigmoid parameter of LightGBM's ``binary`` objective line ("binary sigmoid:1"), or 0
+    for any other objective (whose prediction is then left as the raw score)."""
+    name, *options = objective.split(" ")
+    if name != "binary":
+        return 0.0
+    for option in options:
+        key, _, value = option.partition(":")
+        if key == "sigmoid":
+            return float(value)
+    return 1.0
 
 
 def _build(
@@ -340,7 +390,10 @@ def _build(
     cat_start, cat_len = [], []
     cat_words: list[int] = []
     leaf_start, unique_start, unique_feature, zero_rows, values = [0], [0], [], [], []
+    stump_value: list[float] = []  # a tree without splits: its one leaf's value, else 0
     for tree, (bits, leaves) in zip(trees, walked, strict=True):
+        no_split = tree.split_feature.size == 0 and tree.leaf_value.size > 0
+        stump_value.append(float(tree.leaf_value[0]) if no_split else 0.0)
         word_offset = len(cat_words)
         cat_words.extend(tree.cat_threshold.tolist())
         n_nodes = tree.split_feature.size
@@ -394,6 +447,8 @@ def _build(
     }
     arrays = {name: np.array(v, dtype=np.int64) for name, v in as_int.items()}
     arrays["threshold"] = np.array(threshold, dtype=np.float64)
+    arrays["leaf_value"] = np.array(values, dtype=np.float64)
+    arrays["stump_value"] = np.array(stump_value, dtype=np.float64)
     arrays["cat_words"] = np.array(cat_words, dtype=np.uint32)
     # Compact: a leaf with d unique features only ever reads the rows whose other bits are all
     # hot, and only their first d values, so it keeps 2^d x d numbers (the same ones) instead of

@@ -64,6 +64,12 @@ def _assert_matches(booster: lgb.Booster, X: np.ndarray) -> TreeShap:
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
     # The values explain something: not all zero, and the row sums follow the raw score.
     assert np.abs(got).sum() > 0
+    # The same pass gives Booster.predict's probabilities bit for bit, one row or many.
+    contrib, pred = shap.explain(X)
+    np.testing.assert_array_equal(contrib, got)
+    np.testing.assert_array_equal(pred, booster.predict(X))
+    one = np.array([shap.explain(X[i : i + 1])[1][0] for i in range(0, len(X), 11)])
+    np.testing.assert_array_equal(one, booster.predict(X)[::11])
     return shap
 
 
@@ -154,6 +160,19 @@ def test_a_model_without_splits_explains_nothing() -> None:
     want = booster.predict(X, pred_contrib=True)[:, :-1]
     np.testing.assert_array_equal(shap.contributions(X), want)
     assert not want.any()
+    # No splits: every tree is one leaf, and the prediction is still Booster.predict's.
+    np.testing.assert_array_equal(shap.explain(X)[1], booster.predict(X))
+
+
+def test_other_objectives_and_sigmoids_predict_like_the_booster() -> None:
+    X, y = _data(11)
+    booster = _train(X, y.astype(float) * 2.0 + X[:, 0], objective="regression")
+    shap = TreeShap.from_booster(booster)
+    assert shap is not None and shap.sigmoid == 0.0
+    np.testing.assert_array_equal(shap.explain(X)[1], booster.predict(X))
+    steep = _train(X, y, sigmoid=2.5)
+    shap = _assert_matches(steep, X)
+    assert shap.sigmoid == 2.5
 
 
 def test_kernels_compile_without_a_writable_cache(tmp_path: Path) -> None:
