@@ -13,6 +13,10 @@ twice on one path (its zero and one fractions multiply). Every leaf is padded to
 with null features (zero and one fractions both 1), which leaves the Shapley values of the real
 features unchanged. The tests hold the output to ``pred_contrib`` within 1e-9.
 
+The same pass yields the booster's prediction (:meth:`TreeShap.explain`): the reached leaf of each
+tree is the one no split sends the row away from, and adding those leaves in tree order, then the
+binary sigmoid, is what ``Booster.predict`` computes; the tests hold it equal bit for bit.
+
 :meth:`TreeShap.from_booster` returns None for what it does not cover (linear trees, multiclass,
 random-forest averaging, or tables over ``max_table_bytes``); callers then use ``pred_contrib``.
 """
