@@ -6,6 +6,7 @@ result to ``benchmarks/results/results.jsonl`` (kept out of git by the ``.gitign
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
@@ -14,12 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -298,3 +300,91 @@ def mlflow_body(requests: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for r in requests
     ]
     return {"dataframe_split": {"columns": columns, "data": data}}
+
+
+def uvicorn_cmd(port: int, *, host: str = "127.0.0.1", workers: int = 1) -> list[str]:
+    """Our service under uvicorn, as the README runs it, quiet (no access log)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "predictive_scoring.serve:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+# A client's POST: (url, body, headers) -> (status, body). The response is read in full.
+Post = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
+
+
+def time_posts(
+    post: Post, url: str, bodies: Sequence[bytes], headers: dict[str, str], *, n: int, warm: int
+) -> list[float]:
+    """Seconds per request for ``n`` POSTs in sequence after ``warm`` untimed ones; bodies cycle.
+
+    Any status but 200 stops the run with the URL named.
+    """
+    samples: list[float] = []
+    for i in range(warm + n):
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter()
+        status, _ = post(url, body, headers)
+        took = time.perf_counter() - start
+        if status != 200:
+            raise RuntimeError(f"{url}: HTTP {status}")
+        if i >= warm:
+            samples.append(took)
+    return samples
+
+
+def stdlib_post(timeout: float = 300.0) -> Post:
+    """A POST through ``http.client`` on one kept-alive connection per host and port.
+
+    Make one per timed run: servers close a kept-alive connection left idle for a few seconds
+    (uvicorn after 5), and ``http.client`` does not reconnect by itself.
+    """
+    connections: dict[tuple[str, int], http.client.HTTPConnection] = {}
+
+    def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        conn = connections.get((host, port))
+        if conn is None:
+            conn = connections[host, port] = http.client.HTTPConnection(
+                host, port, timeout=timeout
+            )
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    return post
+
+
+def session_post(session: Any) -> Post:
+    """A POST through a ``requests.Session`` (or anything with the same ``post``)."""
+
+    def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        r = session.post(url, data=body, headers=headers)
+        return r.status_code, r.content
+
+    return post
+
+
+def httpx_post(client: Any) -> Post:
+    """A POST through an ``httpx.Client`` (bytes go in ``content``, as httpx wants them)."""
+
+    def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        r = client.post(url, content=body, headers=headers)
+        return r.status_code, r.content
+
+    return post

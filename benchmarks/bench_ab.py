@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,11 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     REPO,
+    Post,
     demo_requests,
     free_port,
     private_tracking_store,
     server,
     service_env,
+    session_post,
+    stdlib_post,
+    time_posts,
+    uvicorn_cmd,
     write_result,
 )
 
@@ -66,54 +69,8 @@ def _service(
 ) -> contextlib.AbstractContextManager[None]:
     env = service_env(api_key=API_KEY, tracking_uri=tracking)
     env["PYTHONPATH"] = str(src)
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "predictive_scoring.serve:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    return server(cmd, health_url=f"http://127.0.0.1:{port}/readyz", env=env, log=log)
-
-
-def _stdlib(port: int, bodies: list[bytes], n: int) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    samples: list[float] = []
-    try:
-        for i in range(WARM + n):
-            start = time.perf_counter()
-            conn.request("POST", "/v1/score", body=bodies[i % len(bodies)], headers=HEADERS)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"port {port}: HTTP {response.status}")
-            if i >= WARM:
-                samples.append(time.perf_counter() - start)
-    finally:
-        conn.close()
-    return samples
-
-
-def _requests(port: int, bodies: list[bytes], n: int) -> list[float]:
-    samples: list[float] = []
-    url = f"http://127.0.0.1:{port}/v1/score"
-    with requests_lib.Session() as session:
-        for i in range(WARM + n):
-            start = time.perf_counter()
-            r = session.post(url, data=bodies[i % len(bodies)], headers=HEADERS)
-            _ = r.content
-            if r.status_code != 200:
-                raise RuntimeError(f"port {port}: HTTP {r.status_code}")
-            if i >= WARM:
-                samples.append(time.perf_counter() - start)
-    return samples
+    health = f"http://127.0.0.1:{port}/readyz"
+    return server(uvicorn_cmd(port), health_url=health, env=env, log=log)
 
 
 def main() -> int:
@@ -132,9 +89,11 @@ def main() -> int:
     bodies = [orjson.dumps(r) for r in demo_requests(200)]
     logs = REPO / "benchmarks" / "results"
     logs.mkdir(parents=True, exist_ok=True)
-    clients: dict[str, Callable[[int, list[bytes], int], list[float]]] = {
-        "http.client": _stdlib,
-        "requests": _requests,
+    session = requests_lib.Session()
+    # A new http.client connection per timed run (an idle one is closed by the server).
+    clients: dict[str, Callable[[], Post]] = {
+        "http.client": stdlib_post,
+        "requests": lambda: session_post(session),
     }
     samples: dict[tuple[str, str], list[float]] = {}
     per_round: dict[str, list[float]] = {name: [] for name in clients}
@@ -148,8 +107,9 @@ def main() -> int:
             order = ("base", "new") if r % 2 == 0 else ("new", "base")
             medians: dict[tuple[str, str], float] = {}
             for side in order:
-                for name, timer in clients.items():
-                    got = timer(ports[side], bodies, args.per_round)
+                url = f"http://127.0.0.1:{ports[side]}/v1/score"
+                for name, client in clients.items():
+                    got = time_posts(client(), url, bodies, HEADERS, n=args.per_round, warm=WARM)
                     samples.setdefault((side, name), []).extend(got)
                     medians[side, name] = statistics.median(got)
             for name in clients:

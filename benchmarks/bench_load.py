@@ -44,6 +44,7 @@ from _common import (
     private_tracking_store,
     server,
     service_env,
+    uvicorn_cmd,
     write_result,
 )
 
@@ -202,22 +203,7 @@ def main() -> int:
     tracking = private_tracking_store()
     bodies = [orjson.dumps(r) for r in demo_requests(200)]
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "predictive_scoring.serve:create_app",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
+    cmd = uvicorn_cmd(port, host=HOST, workers=args.workers)
     env = service_env(api_key=API_KEY, tracking_uri=tracking)
     log = Path(__file__).resolve().parent / "results" / "load-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import http.client
 import itertools
 import os
 import statistics
@@ -47,6 +46,7 @@ from _common import (
     REPO,
     demo_requests,
     free_port,
+    httpx_post,
     lead_inputs,
     machine_info,
     mlflow_body,
@@ -55,6 +55,10 @@ from _common import (
     private_tracking_store,
     server,
     service_env,
+    session_post,
+    stdlib_post,
+    time_posts,
+    uvicorn_cmd,
     write_result,
 )
 
@@ -68,76 +72,6 @@ def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) 
     if r.status_code != 200:
         raise RuntimeError(f"{url}: HTTP {r.status_code}: {r.text[:500]}")
     return orjson.loads(r.content)
-
-
-def _time_requests(
-    client: httpx.Client,
-    url: str,
-    bodies: list[bytes],
-    headers: dict[str, str],
-    *,
-    n: int,
-    warm: int,
-) -> list[float]:
-    for i in range(warm):
-        _post(client, url, bodies[i % len(bodies)], headers)
-    samples: list[float] = []
-    for i in range(n):
-        body = bodies[i % len(bodies)]
-        start = time.perf_counter()
-        r = client.post(url, content=body, headers=headers)
-        r.read()
-        samples.append(time.perf_counter() - start)
-        if r.status_code != 200:
-            raise RuntimeError(f"{url}: HTTP {r.status_code}")
-    return samples
-
-
-def _time_requests_lib(
-    session: requests_lib.Session,
-    url: str,
-    bodies: list[bytes],
-    headers: dict[str, str],
-    *,
-    n: int,
-    warm: int,
-) -> list[float]:
-    """The same with the ``requests`` library on one keep-alive session."""
-    samples: list[float] = []
-    for i in range(warm + n):
-        body = bodies[i % len(bodies)]
-        start = time.perf_counter()
-        r = session.post(url, data=body, headers=headers)
-        _ = r.content
-        if i >= warm:
-            samples.append(time.perf_counter() - start)
-        if r.status_code != 200:
-            raise RuntimeError(f"{url}: HTTP {r.status_code}")
-    return samples
-
-
-def _time_stdlib(
-    url: str, bodies: list[bytes], headers: dict[str, str], *, n: int, warm: int
-) -> list[float]:
-    """The same as :func:`_time_requests` with ``http.client`` on one keep-alive connection."""
-    parsed = httpx.URL(url)
-    conn = http.client.HTTPConnection(parsed.host, parsed.port, timeout=300)
-    path = parsed.raw_path.decode()
-    samples: list[float] = []
-    try:
-        for i in range(warm + n):
-            body = bodies[i % len(bodies)]
-            start = time.perf_counter()
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            if i >= warm:
-                samples.append(time.perf_counter() - start)
-            if response.status != 200:
-                raise RuntimeError(f"{url}: HTTP {response.status}")
-    finally:
-        conn.close()
-    return samples
 
 
 def _share(n: int, r: int, rounds: int) -> int:
@@ -197,22 +131,7 @@ def main() -> int:
     logs = REPO / "benchmarks" / "results"
     logs.mkdir(parents=True, exist_ok=True)
     ours_port, mlflow_port = free_port(), free_port()
-    ours_cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "predictive_scoring.serve:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(ours_port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
+    ours_cmd = uvicorn_cmd(ours_port)
     env = service_env(api_key=API_KEY, tracking_uri=tracking)
     env["PREDICTIVE_SCORING_MAX_BATCH"] = str(max(args.batch_size, 1000))
     mlflow_env = {**env, "MLFLOW_TRACKING_URI": tracking}
@@ -277,9 +196,9 @@ def main() -> int:
         client = stack.enter_context(httpx.Client(timeout=300.0))
         session = stack.enter_context(requests_lib.Session())
         timers: tuple[tuple[str, Any], ...] = (
-            ("", _time_stdlib),
-            ("_httpx", functools.partial(_time_requests, client)),
-            ("_requests", functools.partial(_time_requests_lib, session)),
+            ("", lambda *a, **k: time_posts(stdlib_post(), *a, **k)),
+            ("_httpx", functools.partial(time_posts, httpx_post(client))),
+            ("_requests", functools.partial(time_posts, session_post(session))),
         )
 
         got = [
@@ -362,12 +281,18 @@ def main() -> int:
         ]
         _check("ours batch, reasons=false", got_nr, want_batch)
         results["ours_single_noreasons"] = percentiles(
-            _time_stdlib(
-                f"{ours_url}/v1/score?reasons=false", single_bodies, auth, n=args.single, warm=300
+            time_posts(
+                stdlib_post(),
+                f"{ours_url}/v1/score?reasons=false",
+                single_bodies,
+                auth,
+                n=args.single,
+                warm=300,
             )
         )
         results["ours_batch_noreasons"] = percentiles(
-            _time_stdlib(
+            time_posts(
+                stdlib_post(),
                 f"{ours_url}/v1/score/batch?reasons=false",
                 [batch_body],
                 auth,
