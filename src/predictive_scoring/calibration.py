@@ -55,7 +55,7 @@ class Calibrator:
             out = 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
         else:
             out = p
-        return np.asarray(_clip(out), dtype=np.float64)
+        return _clip(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {

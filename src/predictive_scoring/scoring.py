@@ -304,7 +304,7 @@ class Scorer:
         if n_reasons > 0 and self.tree_shap is not None and self.tree_shap.sigmoid > 0:
             # One pass over the trees: the exact SHAP values and Booster.predict's probabilities
             # (bit for bit, tested), so the booster is not walked a second time.
-            contrib, raw = self.tree_shap.explain(np.ascontiguousarray(X, dtype=np.float64))
+            contrib, raw = self.tree_shap.explain(X)
             p = self.calibrator.transform(raw)
         else:
             p = self.predict_matrix(X)

@@ -245,8 +245,9 @@ def assign_stage(p: npt.ArrayLike, t: Thresholds) -> npt.NDArray[np.str_]:
     return np.where(p_arr >= t.sql, "SQL", np.where(p_arr >= t.mql, "MQL", "nurture"))
 
 
-_GRADES = np.array(["D", "C", "B", "A"])
-_GRADE_NAMES = ("D", "C", "B", "A")
+# Grades by how many cut-offs a probability passes (0 to 3).
+_GRADE_NAMES = GRADES[::-1]
+_GRADES = np.array(_GRADE_NAMES)
 
 
 def stage_of(p: float, t: Thresholds) -> str:

@@ -72,7 +72,7 @@ def test_service_probabilities_equal_the_scorer(
 def test_a_lead_alone_gets_what_it_gets_inside_a_batch(
     leads: list[dict[str, Any]], live_bundle: Path
 ) -> None:
-    # One lead takes the one-row paths (LightGBM's single-row predictor, list-based reasons).
+    # One lead takes the one-row paths (stage, grade, score on a float; list-based reasons).
     scorer = Scorer.load(live_bundle)
     inputs = [_lead_input(p) for p in leads]
     together = scorer.score(inputs, n_reasons=5)
@@ -85,6 +85,9 @@ def test_a_lead_alone_gets_what_it_gets_inside_a_batch(
             want.grade,
         )
         assert alone.probability == pytest.approx(want.probability, abs=1e-12)
+        # Without reasons the probability comes from LightGBM's single-row predictor instead.
+        (bare,) = scorer.score([lead], n_reasons=0)
+        assert bare.probability == alone.probability and not bare.positive
         for got, expected in ((alone.positive, want.positive), (alone.negative, want.negative)):
             assert [(r.feature, r.text) for r in got] == [(r.feature, r.text) for r in expected]
             assert [r.impact for r in got] == pytest.approx([r.impact for r in expected], abs=1e-6)

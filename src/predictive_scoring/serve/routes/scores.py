@@ -59,7 +59,7 @@ def score_one(
     )
     n_reasons = settings.n_reasons if reasons else 0
     result = model.scorer.score([item], now=now, n_reasons=n_reasons)[0]
-    metrics.leads.labels(result.stage).inc()
+    metrics.count_stages([result.stage])
     body = result_dict(result)
     body["model"] = model.ref
     return OrjsonResponse(body)
