@@ -237,6 +237,7 @@ def test_events_at_or_after_as_of_never_change_a_feature(
     np.testing.assert_array_equal(base, moved_x)
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(later=st.lists(event_st, min_size=1, max_size=15))
 def test_batch_executor_ignores_events_at_or_after_as_of(later: list[tuple[str, int]]) -> None:

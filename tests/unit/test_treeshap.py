@@ -175,6 +175,7 @@ def test_other_objectives_and_sigmoids_predict_like_the_booster() -> None:
     assert shap.sigmoid == 2.5
 
 
+@pytest.mark.slow
 def test_kernels_compile_without_a_writable_cache(tmp_path: Path) -> None:
     """Where numba finds nowhere to write its cache, the kernels still compile and agree."""
     script = (
