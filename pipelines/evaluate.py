@@ -25,6 +25,7 @@ from predictive_scoring.plots import (
 )
 from predictive_scoring.registry import default_tracking_uri
 from predictive_scoring.thresholds import Thresholds
+from predictive_scoring.train import scorer_probabilities, staging_scorer
 
 logger = logging.getLogger("pipelines.evaluate")
 
@@ -41,17 +42,17 @@ def main() -> int:
     args = parser.parse_args()
     setup_logging()
     params = load_params(args.params)
-    preds = pd.read_parquet(args.staging / "predictions.parquet")
-    test = preds[preds["split"] == "test"]
-    y, p = test["label"].to_numpy(), test["p"].to_numpy()
     thresholds = Thresholds.from_dict(read_json(args.thresholds))
+    # Measured through the scorer export writes and the service loads, on its own encoding.
+    scorer = staging_scorer(args.staging, thresholds=thresholds)
+    test = pd.read_parquet(args.features / "test.parquet")
+    y, p = test["label"].to_numpy(dtype=np.int64), scorer_probabilities(scorer, test)
     metrics = evaluate_predictions(y, p, thresholds=thresholds, params=params.evaluate)
 
     definition = FeatureDefinition.from_dict(read_json(args.features / "definition.json"))
-    test_features = pd.read_parquet(args.features / "test.parquet")
     single = single_feature_aucs(
-        test_features[definition.feature_names],
-        test_features["label"].to_numpy(),
+        test[definition.feature_names],
+        y,
         categorical=definition.categorical_features,
     )
     best_name = max(single, key=lambda k: single[k]) if single else ""

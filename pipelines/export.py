@@ -8,15 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-import lightgbm as lgb
-
-from predictive_scoring.calibration import Calibrator
 from predictive_scoring.config import load_params
-from predictive_scoring.features import FeatureDefinition
 from predictive_scoring.io import dvc_out_hash, git_commit, read_json, setup_logging
 from predictive_scoring.registry import log_bundle_model
-from predictive_scoring.scoring import Scorer
 from predictive_scoring.thresholds import Thresholds
+from predictive_scoring.train import STAGING_TRAINING, staging_scorer
 
 logger = logging.getLogger("pipelines.export")
 
@@ -32,13 +28,10 @@ def main() -> int:
     setup_logging()
     params = load_params(args.params).export
     out = args.out or Path(params.model_dir)
-    training = read_json(args.staging / "training.json")
-    run_id = training["run_id"]
-    scorer = Scorer(
-        definition=FeatureDefinition.from_dict(training["definition"]),
-        levels=training["levels"],
-        booster=lgb.Booster(model_file=str(args.staging / "model.txt")),
-        calibrator=Calibrator.from_dict(training["calibrator"]),
+    run_id = read_json(args.staging / STAGING_TRAINING)["run_id"]
+    # The same scorer the thresholds and evaluate stages measured, now with its metadata.
+    scorer = staging_scorer(
+        args.staging,
         thresholds=Thresholds.from_dict(read_json(args.thresholds)),
         metadata={
             "name": params.model_name,

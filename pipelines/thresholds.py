@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from predictive_scoring.config import load_params
@@ -15,6 +16,7 @@ from predictive_scoring.errors import PredictiveScoringError
 from predictive_scoring.io import read_json, setup_logging, write_json
 from predictive_scoring.registry import default_tracking_uri
 from predictive_scoring.thresholds import choose_thresholds, threshold_table
+from predictive_scoring.train import scorer_probabilities, staging_scorer
 
 logger = logging.getLogger("pipelines.thresholds")
 
@@ -23,19 +25,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--staging", type=Path, default=Path("models/staging"))
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--summary", type=Path, default=Path("data/features/summary.json"))
     parser.add_argument("--out", type=Path, default=Path("models/thresholds.json"))
     parser.add_argument("--table", type=Path, default=Path("reports/thresholds.csv"))
     args = parser.parse_args()
     setup_logging()
     params = load_params(args.params)
-    preds = pd.read_parquet(args.staging / "predictions.parquet")
     summary = read_json(args.summary)
-    valid = preds[preds["split"] == "valid"]
     try:
+        # The probabilities of the scorer that export will write, not the training booster's.
+        scorer = staging_scorer(args.staging)
+        frames = {s: pd.read_parquet(args.features / f"{s}.parquet") for s in ("valid", "test")}
+        labels = {s: f["label"].to_numpy(dtype=np.int64) for s, f in frames.items()}
+        probs = {s: scorer_probabilities(scorer, f) for s, f in frames.items()}
         thresholds = choose_thresholds(
-            valid["label"].to_numpy(),
-            valid["p"].to_numpy(),
+            labels["valid"],
+            probs["valid"],
             weeks=float(summary["valid"]["weeks"]),
             params=params.thresholds,
         )
@@ -44,10 +50,9 @@ def main() -> int:
         return 1
     rows = []
     for split in ("valid", "test"):
-        part = preds[preds["split"] == split]
         rows += threshold_table(
-            part["label"].to_numpy(),
-            part["p"].to_numpy(),
+            labels[split],
+            probs[split],
             weeks=float(summary[split]["weeks"]),
             thresholds=thresholds,
             split=split,

@@ -26,7 +26,12 @@ from predictive_scoring.io import (
 )
 from predictive_scoring.plots import plot_importance
 from predictive_scoring.registry import ensure_experiment
-from predictive_scoring.train import train_model
+from predictive_scoring.train import (
+    scorer_probabilities,
+    staging_scorer,
+    train_model,
+    write_staging,
+)
 
 logger = logging.getLogger("pipelines.train")
 
@@ -97,33 +102,23 @@ def main() -> int:
 
     tmp_out = args.out.with_name(f".{args.out.name}.tmp")
     shutil.rmtree(tmp_out, ignore_errors=True)
-    tmp_out.mkdir(parents=True)
-    result.booster.save_model(str(tmp_out / "model.txt"))
-    write_json(
-        tmp_out / "training.json",
-        {
-            "run_id": run_id,
-            "best_iteration": result.best_iteration,
-            "levels": result.levels,
-            "calibrator": result.calibrator.to_dict(),
-            "definition": definition.to_dict(),
-        },
-    )
-    preds = []
-    for s in SPLITS:
-        f = frames[s]
-        preds.append(
-            pd.DataFrame(
-                {
-                    "split": s,
-                    "lead_id": f["lead_id"],
-                    "as_of_s": f["as_of_s"],
-                    "label": result.labels[s],
-                    "p_raw": result.raw[s],
-                    "p": result.calibrated[s],
-                }
-            )
+    write_staging(tmp_out, result, definition, run_id=run_id)
+    # The staging predictions are the scorer's, read back from what was just written: the
+    # object export turns into the bundle, not the booster still in memory.
+    scorer = staging_scorer(tmp_out)
+    preds = [
+        pd.DataFrame(
+            {
+                "split": s,
+                "lead_id": frames[s]["lead_id"],
+                "as_of_s": frames[s]["as_of_s"],
+                "label": result.labels[s],
+                "p_raw": result.raw[s],
+                "p": scorer_probabilities(scorer, frames[s]),
+            }
         )
+        for s in SPLITS
+    ]
     write_parquet(tmp_out / "predictions.parquet", pd.concat(preds, ignore_index=True))
     importance.to_csv(tmp_out / "feature_importance.csv", index=False)
     shutil.rmtree(args.out, ignore_errors=True)

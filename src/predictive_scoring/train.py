@@ -1,4 +1,8 @@
-"""LightGBM training with native categoricals, early stopping on valid, and calibration."""
+"""LightGBM training with native categoricals, early stopping on valid, and calibration.
+
+Also the train stage's output and the :class:`~predictive_scoring.scoring.Scorer` built from it,
+through which every later stage measures the model it exports.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -15,14 +20,34 @@ import pandas as pd
 
 from predictive_scoring.calibration import Calibrator, fit_calibrator
 from predictive_scoring.config import TrainParams
-from predictive_scoring.errors import FeatureError
+from predictive_scoring.errors import BundleError, FeatureError
 from predictive_scoring.features import FeatureDefinition, encode_categories
+from predictive_scoring.io import read_json, write_json
 
-__all__ = ["MAX_LEVELS", "TrainingResult", "category_levels", "encode_frame", "train_model"]
+if TYPE_CHECKING:
+    from predictive_scoring.scoring import Scorer
+    from predictive_scoring.thresholds import Thresholds
+
+__all__ = [
+    "MAX_LEVELS",
+    "STAGING_MODEL",
+    "STAGING_TRAINING",
+    "TrainingResult",
+    "category_levels",
+    "encode_frame",
+    "scorer_probabilities",
+    "staging_scorer",
+    "train_model",
+    "write_staging",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_LEVELS = 200
+# The train stage's output (models/staging): the model text, and the calibrator, category levels
+# and feature definition with the MLflow run they belong to.
+STAGING_MODEL = "model.txt"
+STAGING_TRAINING = "training.json"
 
 
 def category_levels(
@@ -203,3 +228,60 @@ def train_model(
         calibrated=calibrated,
         labels=labels,
     )
+
+
+def write_staging(
+    out: Path, result: TrainingResult, definition: FeatureDefinition, *, run_id: str
+) -> None:
+    """Write the model text and training.json, from which :func:`staging_scorer` builds the
+    scorer that the thresholds, evaluate and export stages all use."""
+    out.mkdir(parents=True, exist_ok=True)
+    result.booster.save_model(str(out / STAGING_MODEL))
+    training = {
+        "run_id": run_id,
+        "best_iteration": result.best_iteration,
+        "levels": result.levels,
+        "calibrator": result.calibrator.to_dict(),
+        "definition": definition.to_dict(),
+    }
+    write_json(out / STAGING_TRAINING, training)
+
+
+def staging_scorer(
+    staging: Path,
+    *,
+    thresholds: Thresholds | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Scorer:
+    """The scorer built from the train stage's output: the object export writes as the bundle.
+
+    The thresholds stage needs the scorer's probabilities before any cut-off exists; without
+    ``thresholds`` the scorer gets placeholder cut-offs, which its probabilities never depend on.
+    """
+    from predictive_scoring.scoring import Scorer
+    from predictive_scoring.thresholds import Thresholds
+
+    model, meta = staging / STAGING_MODEL, staging / STAGING_TRAINING
+    for required in (model, meta):
+        if not required.is_file():
+            raise BundleError(f"{required}: not found; run the train stage (`dvc repro train`)")
+    training = read_json(meta)
+    try:
+        booster = lgb.Booster(model_file=str(model))
+    except lgb.basic.LightGBMError as exc:
+        raise BundleError(f"{model}: LightGBM cannot read it ({exc}); re-run train") from exc
+    unchosen = {"mql": "not chosen yet", "sql": "not chosen yet"}
+    return Scorer(
+        definition=FeatureDefinition.from_dict(training["definition"]),
+        levels=training["levels"],
+        booster=booster,
+        calibrator=Calibrator.from_dict(training["calibrator"]),
+        thresholds=thresholds or Thresholds(mql=0.0, sql=1.0, base_rate=0.0, method=unchosen),
+        metadata=metadata,
+    )
+
+
+def scorer_probabilities(scorer: Scorer, frame: pd.DataFrame) -> np.ndarray:
+    """A scorer's calibrated probabilities for featurised snapshots, encoded with the scorer's
+    own definition and category levels (as promotion measures a bundle)."""
+    return scorer.predict_matrix(encode_frame(frame, scorer.definition, scorer.levels))
