@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ADMIN_KEY, API_KEY, error_names, post_case
 from tests.servers import uvicorn_service
+from tests.service_cases import ADMIN_KEY, API_KEY, error_names, post_case
 
 from predictive_scoring.scoring import Scorer
 

@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 
 from predictive_scoring.registry import pyfunc_input_frame
+from tests.projects import run, score_file
 from tests.servers import uvicorn_service
-
-from .conftest import run, score_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AS_OF = "2025-10-01T00:00:00Z"

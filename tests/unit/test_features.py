@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.levels import LEVELS
 
 from predictive_scoring.batch import build_snapshots, connect_duckdb, featurize_expr
 from predictive_scoring.errors import FeatureError
@@ -44,23 +45,6 @@ def make_definition(**overrides: object) -> FeatureDefinition:
     }
     kwargs.update(overrides)
     return build_definition(**kwargs)  # type: ignore[arg-type]
-
-
-LEVELS = {
-    "industry": ["software", "retail"],
-    "title_seniority": ["c_level", "vp", "director", "manager", "senior", "junior", "individual"],
-    "title_function": [
-        "marketing",
-        "sales",
-        "engineering",
-        "it",
-        "finance",
-        "operations",
-        "hr",
-        "other",
-    ],
-    "employees_band": ["1-10", "11-50", "51-200", "201-1000", "1001-5000", "5000+"],
-}
 
 
 def one_lead(events: list[tuple[str, int]], *, as_of: int, **attrs: object) -> LeadBatch:
