@@ -10,20 +10,25 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 
+from predictive_scoring.config import load_params
 from predictive_scoring.errors import PromotionRefused
+from predictive_scoring.evaluate import evaluate_predictions
 from predictive_scoring.registry import (
     load_registered_scorer,
     promote_challenger,
     pyfunc_input_frame,
 )
 from predictive_scoring.scoring import Scorer, batch_from_frames
-
-from .conftest import make_project, run, score_file
+from predictive_scoring.thresholds import choose_thresholds
+from predictive_scoring.train import encode_frame
+from tests.projects import REPO, make_project, run, score_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AS_OF = "2025-10-01T00:00:00Z"
+CODE = ("src/", "pipelines/")
 
 
 def tracking(project: Path) -> MlflowClient:
@@ -58,6 +63,108 @@ def test_repro_writes_every_output(project: Path) -> None:
 def test_second_repro_changes_nothing(project: Path) -> None:
     proc = run([sys.executable, "-m", "dvc", "repro"], project)
     assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
+
+
+def _param(params: dict[str, object], key: str) -> object:
+    """The value of ``section`` or ``section.key`` in a params.yaml mapping."""
+    value: object = params
+    for part in key.split("."):
+        assert isinstance(value, dict), key
+        value = value.get(part)
+    return value
+
+
+def _lock_problems(
+    committed: dict[str, object], fresh: dict[str, object], params: dict[str, object]
+) -> list[str]:
+    """How a clean `dvc repro` (``fresh``, on the tiny params) disagrees with the committed lock.
+
+    Compared: each stage's command, its deps, outs and params keys, the md5 of every code dep,
+    and the params values against the repository's params.yaml (the tiny params change the data
+    and model hashes, which are not compared, and the values of a few params).
+    """
+    old, new = committed["stages"], fresh["stages"]
+    assert isinstance(old, dict) and isinstance(new, dict)
+    problems = [
+        f"stage '{s}' is not in the committed dvc.lock" for s in sorted(set(new) - set(old))
+    ]
+    problems += [f"stage '{s}' is no longer in dvc.yaml" for s in sorted(set(old) - set(new))]
+    for name in sorted(set(old) & set(new)):
+        a, b = old[name], new[name]
+        if a["cmd"] != b["cmd"]:
+            problems.append(f"{name}: cmd {a['cmd']!r} is now {b['cmd']!r}")
+        for kind in ("deps", "outs"):
+            paths_a = {d["path"]: d.get("md5") for d in a.get(kind, [])}
+            paths_b = {d["path"]: d.get("md5") for d in b.get(kind, [])}
+            for path in sorted(set(paths_a) ^ set(paths_b)):
+                state = "new" if path in paths_b else "no longer one"
+                problems.append(f"{name}: {kind[:-1]} {path} is {state}")
+            for path in sorted(set(paths_a) & set(paths_b)):
+                if kind == "deps" and path.startswith(CODE) and paths_a[path] != paths_b[path]:
+                    problems.append(f"{name}: {path} has changed (md5 {paths_b[path]})")
+        keys_a = a.get("params", {}).get("params.yaml", {})
+        keys_b = b.get("params", {}).get("params.yaml", {})
+        for key in sorted(set(keys_a) ^ set(keys_b)):
+            problems.append(f"{name}: param {key} is {'new' if key in keys_b else 'gone'}")
+        for key in sorted(set(keys_a) & set(keys_b)):
+            if keys_a[key] != _param(params, key):
+                problems.append(f"{name}: param {key} is now {_param(params, key)!r}")
+    return problems
+
+
+def test_committed_dvc_lock_is_what_a_clean_repro_writes(project: Path) -> None:
+    fresh = yaml.safe_load((project / "dvc.lock").read_text())
+    tiny = yaml.safe_load((project / "params.yaml").read_text())
+    # DVC records params.yaml's values as they are, so the repository's lock must hold its own.
+    for stage in fresh["stages"].values():
+        for key, value in stage.get("params", {}).get("params.yaml", {}).items():
+            assert value == _param(tiny, key), key
+    problems = _lock_problems(
+        yaml.safe_load((REPO / "dvc.lock").read_text()),
+        fresh,
+        yaml.safe_load((REPO / "params.yaml").read_text()),
+    )
+    assert not problems, (
+        "dvc.lock is out of date with dvc.yaml, the code or params.yaml; run `dvc repro` and "
+        "commit dvc.lock:\n" + "\n".join(problems)
+    )
+
+
+def test_reported_numbers_are_the_exported_bundles(project: Path) -> None:
+    """thresholds, evaluate and the staging predictions are the served bundle's probabilities."""
+    bundle = Scorer.load(project / "models/lead-scoring")
+    params = load_params(project / "params.yaml")
+    labels, probs = {}, {}
+    for split in ("valid", "test"):
+        frame = pd.read_parquet(project / f"data/features/{split}.parquet")
+        labels[split] = frame["label"].to_numpy(dtype=np.int64)
+        probs[split] = bundle.predict_matrix(encode_frame(frame, bundle.definition, bundle.levels))
+
+    def measured(p: np.ndarray) -> dict[str, object]:
+        metrics = evaluate_predictions(
+            labels["test"], p, thresholds=bundle.thresholds, params=params.evaluate
+        )
+        return {k: None if v != v else v for k, v in metrics.items()}  # NaN is null in JSON
+
+    reported = json.loads((project / "metrics/evaluate.json").read_text())
+    expected = measured(probs["test"])
+    assert {k: reported[k] for k in expected} == expected
+    # exact equality is sharp: probabilities one part in a billion apart already differ
+    assert measured(probs["test"] * (1 - 1e-9)) != expected
+
+    summary = json.loads((project / "data/features/summary.json").read_text())
+    chosen = choose_thresholds(
+        labels["valid"],
+        probs["valid"],
+        weeks=float(summary["valid"]["weeks"]),
+        params=params.thresholds,
+    )
+    written = json.loads((project / "models/thresholds.json").read_text())
+    assert written == chosen.to_dict() == bundle.thresholds.to_dict()
+
+    staged = pd.read_parquet(project / "models/staging/predictions.parquet")
+    for split in ("valid", "test"):
+        np.testing.assert_array_equal(staged.loc[staged["split"] == split, "p"], probs[split])
 
 
 def test_mlflow_holds_the_run_and_a_registered_version(project: Path) -> None:
