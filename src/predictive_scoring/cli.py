@@ -61,6 +61,17 @@ def generate(
     )
 
 
+BundleOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--bundle",
+        "--model",
+        help="score with this model bundle folder instead of the MLflow champion "
+        "(default: PREDICTIVE_SCORING_BUNDLE_DIR, else models:/lead-scoring@champion)",
+    ),
+]
+
+
 @app.command()
 def score(
     leads: Annotated[Path, typer.Option(help="CSV or Parquet of leads (lead_id + attributes)")],
@@ -68,44 +79,67 @@ def score(
     events: Annotated[
         Path | None, typer.Option(help="CSV or Parquet of events (lead_id, event_type, ts)")
     ] = None,
-    model: Annotated[Path, typer.Option(help="model bundle folder")] = Path("models/lead-scoring"),
+    bundle: BundleOption = None,
     as_of: Annotated[
         str | None, typer.Option(help="score as of this UTC time (default: now)")
     ] = None,
+    params: Annotated[
+        Path, typer.Option("--params", help="params.yaml whose data section names the columns")
+    ] = Path("params.yaml"),
 ) -> None:
-    """Score a CRM export into a file the CRM can import (written atomically)."""
+    """Score a CRM export into a file the CRM can import (written atomically).
+
+    The model is the one the service would serve (same settings, same rule), unless --bundle
+    names a bundle.
+    """
+    from predictive_scoring.config import load_params
     from predictive_scoring.filescore import score_files
+    from predictive_scoring.serve.app import choose_served_model
+    from predictive_scoring.serve.settings import Settings
 
     try:
-        n = score_files(leads=leads, events=events, output=output, bundle=model, as_of=as_of)
+        data = load_params(params).data if params.exists() else None
+        settings = Settings()
+        if bundle is not None:
+            settings = settings.model_copy(update={"bundle_dir": bundle})
+        choice = choose_served_model(settings, bundle_set_by="--bundle" if bundle else None)
+        logger.info("scoring with %s", choice.why)
+        summary = score_files(
+            scorer=choice.scorer, leads=leads, events=events, output=output, data=data, as_of=as_of
+        )
     except PredictiveScoringError as exc:
         raise _fail(exc) from exc
-    typer.echo(f"scored {n} leads -> {output}")
+    scorer = choice.scorer
+    typer.echo(f"scored {summary.n_leads} leads with {scorer.name} v{scorer.version} -> {output}")
 
 
 @app.command()
 def promote(
-    force: Annotated[bool, typer.Option(help="promote even if it does not win")] = False,
+    force: Annotated[
+        bool, typer.Option(help="promote even if it does not win or cannot be compared")
+    ] = False,
     params: ParamsOption = Path("params.yaml"),
     features: Annotated[
         Path, typer.Option(help="test features both models are measured on")
     ] = Path("data/features/test.parquet"),
 ) -> None:
     """Give the challenger the champion alias if it is at least as good on the same test set."""
+    from collections.abc import Callable
+
     from predictive_scoring.config import load_params
-    from predictive_scoring.filescore import metric_on_features
-    from predictive_scoring.registry import promote_challenger
+    from predictive_scoring.registry import metric_on_features, promote_challenger
+    from predictive_scoring.scoring import Scorer
 
     try:
         p = load_params(params)
-        measure = None
+        measure: Callable[[Scorer], float] | None = None
         if features.exists():
             import pandas as pd
 
             frame = pd.read_parquet(features)
             metric = p.promote.metric
 
-            def measure(scorer):  # type: ignore[no-untyped-def]
+            def measure(scorer: Scorer) -> float:
                 return metric_on_features(scorer, frame, metric=metric)
 
         result = promote_challenger(
@@ -119,15 +153,19 @@ def promote(
         )
     except PredictiveScoringError as exc:
         raise _fail(exc) from exc
-    champion = result.get("champion")
-    versus = (
-        f" (champion v{result['champion_version']}: {champion:.4f})"
-        if champion is not None
-        else ""
-    )
+    name, version = result["model"], result["challenger_version"]
+    if result["already_champion"]:
+        typer.echo(f"{name} v{version} is already @{p.promote.champion_alias}; nothing changed")
+        return
+    if "not_comparable" in result:
+        versus = f" (not compared: {result['not_comparable']})"
+    elif "champion" in result:
+        versus = f" (champion v{result['champion_version']}: {result['champion']:.4f})"
+    else:
+        versus = ""
     typer.echo(
-        f"promoted {result['model']} v{result['challenger_version']} to "
-        f"@{p.promote.champion_alias}: test {result['metric']} {result['challenger']:.4f}{versus}"
+        f"promoted {name} v{version} to @{p.promote.champion_alias}: "
+        f"test {result['metric']} {result['challenger']:.4f}{versus}"
     )
 
 
@@ -136,10 +174,28 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="serve this model bundle folder instead of the MLflow champion "
+            "(sets PREDICTIVE_SCORING_BUNDLE_DIR)"
+        ),
+    ] = None,
 ) -> None:
-    """Run the scoring service (settings from PREDICTIVE_SCORING_* variables or .env)."""
+    """Run the scoring service (settings from PREDICTIVE_SCORING_* variables or .env).
+
+    It serves models:/lead-scoring@champion from the project's MLflow store, or the bundle
+    when one is set; the start-up log and GET /v1/model say which and why.
+    """
+    import os
+
     import uvicorn
 
+    from predictive_scoring.model_source import BUNDLE_ENV
+
+    if bundle is not None:
+        # the environment reaches the factory in this process and in every worker
+        os.environ[BUNDLE_ENV] = str(bundle.resolve())
     uvicorn.run(
         "predictive_scoring.serve:create_app",
         factory=True,

@@ -9,13 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from predictive_scoring.errors import ModelRegistryError, PromotionRefused
+from predictive_scoring.errors import (
+    ConfigError,
+    FeatureError,
+    ModelRegistryError,
+    PromotionRefused,
+)
 from predictive_scoring.scoring import Scorer, batch_from_nested, results_frame
 
 __all__ = [
@@ -24,6 +30,7 @@ __all__ = [
     "ensure_experiment",
     "load_registered_scorer",
     "log_bundle_model",
+    "metric_on_features",
     "promote_challenger",
     "pyfunc_input_frame",
 ]
@@ -31,6 +38,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT = "bundle"
+# What MLflow answers for a registered model or an alias that does not exist.
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 def default_tracking_uri(root: str | Path = ".") -> str:
@@ -164,75 +173,152 @@ def log_bundle_model(
     register: bool = True,
     root: str | Path = ".",
 ) -> str | None:
-    """Log the bundle as a pyfunc to ``run_id``, register a version, and set ``alias`` on it."""
+    """Log the bundle as a pyfunc to ``run_id``, register a version, and set ``alias`` on it.
+
+    The version is registered before the model's files are written, so the bundle inside the
+    MLflow model carries its registry version: the pyfunc then reports "3", not "run-<id>".
+    """
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(default_tracking_uri(root))
-    scorer = Scorer.load(bundle_dir)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
-            signature=_signature(scorer),
-            input_example=_input_example(scorer),
-            pip_requirements=["predictive-scoring", "mlflow", "lightgbm", "pandas", "numpy"],
-        )
-        if not register:
-            return None
-        version = mlflow.register_model(info.model_uri, model_name)
     client = MlflowClient()
-    client.set_registered_model_alias(model_name, alias, version.version)
+    scorer = Scorer.load(bundle_dir)
+    version: str | None = None
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+        run_params = client.get_run(run_id).data.params
+        logged = mlflow.initialize_logged_model(
+            name="model", source_run_id=run_id, params=dict(run_params)
+        )
+        artifact = Path(bundle_dir).resolve()
+        if register:
+            version = str(mlflow.register_model(f"models:/{logged.model_id}", model_name).version)
+            artifact = scorer.with_metadata(version=version).save(Path(tmp) / artifact.name)
+        try:
+            mlflow.pyfunc.log_model(
+                name="model",
+                model_id=logged.model_id,
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={BUNDLE_ARTIFACT: str(artifact)},
+                signature=_signature(scorer),
+                input_example=_input_example(scorer),
+                pip_requirements=["predictive-scoring", "mlflow", "lightgbm", "pandas", "numpy"],
+            )
+        except Exception:
+            if version is not None:  # no version may point at a model without files
+                client.delete_model_version(model_name, version)
+            raise
+    if version is None:
+        return None
+    client.set_registered_model_alias(model_name, alias, version)
     metrics = mlflow.get_run(run_id).data.metrics
     for key, value in metrics.items():
         if key.startswith("test_"):
-            client.set_model_version_tag(model_name, version.version, key, str(value))
-    logger.info("registered %s version %s as @%s", model_name, version.version, alias)
-    return str(version.version)
+            client.set_model_version_tag(model_name, version, key, str(value))
+    logger.info("registered %s version %s as @%s", model_name, version, alias)
+    return version
 
 
-def load_registered_scorer(model_name: str, alias: str, *, root: str | Path = ".") -> Scorer:
-    """The scorer behind ``models:/<name>@<alias>``, with the registry version in its metadata."""
+def load_registered_scorer(
+    model_name: str,
+    alias: str,
+    *,
+    root: str | Path = ".",
+    tracking_uri: str | None = None,
+    advice: str | None = None,
+) -> Scorer:
+    """The scorer behind ``models:/<name>@<alias>``, with the registry version in its metadata.
+
+    ``tracking_uri`` defaults to :func:`default_tracking_uri` of ``root``; ``advice`` is what the
+    error says to do when the store has no such alias.
+    """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(default_tracking_uri(root))
-    client = MlflowClient()
+    uri = tracking_uri or default_tracking_uri(root)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         mv = client.get_model_version_by_alias(model_name, alias)
-        local = mlflow.artifacts.download_artifacts(f"models:/{model_name}@{alias}")
     except MlflowException as exc:
-        raise ModelRegistryError(
-            f"cannot load models:/{model_name}@{alias} from {mlflow.get_tracking_uri()}: {exc}. "
-            "Run `dvc repro` and `predictive-scoring promote`, or unset MLFLOW_TRACKING_URI to "
-            "serve the bundle in models/"
-        ) from exc
-    found = sorted(Path(local).glob("artifacts/*/bundle.json"))
-    if not found:
-        raise ModelRegistryError(
-            f"models:/{model_name}@{alias} holds no model bundle (no artifacts/*/bundle.json); "
-            "it was not logged by this project's export stage"
+        if exc.error_code in _NOT_FOUND:
+            raise ModelRegistryError(
+                f"{uri} has no {model_name}@{alias} ({exc.message}): "
+                + (advice or "run `dvc repro`, then `predictive-scoring promote`")
+            ) from exc
+        raise ModelRegistryError(f"cannot read {model_name}@{alias} from {uri}: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="lead-scoring-") as tmp:
+        try:
+            # the version, not the alias: the alias may move between the two calls
+            local = mlflow.artifacts.download_artifacts(
+                f"models:/{model_name}/{mv.version}",
+                dst_path=tmp,
+                tracking_uri=uri,
+                registry_uri=uri,
+            )
+        except MlflowException as exc:
+            raise ModelRegistryError(
+                f"cannot download {model_name} version {mv.version} from {uri}: {exc}"
+            ) from exc
+        found = sorted(Path(local).glob("artifacts/*/bundle.json"))
+        if not found:
+            raise ModelRegistryError(
+                f"models:/{model_name}@{alias} holds no model bundle (no artifacts/*/bundle.json);"
+                " it was not logged by this project's export stage"
+            )
+        scorer = Scorer.load(found[0].parent)  # reads everything into memory
+    # In place: the scorer is ours alone, and a copy would rebuild its tables.
+    scorer.metadata.update(name=model_name, version=str(mv.version), alias=alias)
+    return scorer
+
+
+def metric_on_features(scorer: Scorer, frame: pd.DataFrame, *, metric: str) -> float:
+    """A scorer's metric on already-featurised snapshots (the promotion test set).
+
+    Raises :class:`FeatureError` when the frame lacks the scorer's features: it was featurised
+    for another feature definition.
+    """
+    from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+    from predictive_scoring.train import encode_frame
+
+    metrics: dict[str, Callable[[Any, Any], float]] = {
+        "roc_auc": roc_auc_score,
+        "pr_auc": average_precision_score,
+        "log_loss": lambda y, p: log_loss(y, p, labels=[0, 1]),
+    }
+    if metric not in metrics:
+        raise ConfigError(
+            f"params.yaml promote.metric: '{metric}' is not one of {sorted(metrics)}"
         )
-    return Scorer.load(found[0].parent).with_metadata(
-        name=model_name, version=str(mv.version), alias=alias
-    )
+    if "label" not in frame.columns:
+        raise FeatureError("the promotion test set has no 'label' column; run `dvc repro`")
+    X = encode_frame(frame, scorer.definition, scorer.levels)
+    p = scorer.predict_matrix(X)
+    return float(metrics[metric](frame["label"].to_numpy(), p))
 
 
-def _metric_of(client: Any, model_name: str, version: str, metric: str) -> float:
+def _logged(client: Any, model_name: str, version: str, key: str) -> float | None:
+    """A test metric as tagged on the version at export, else as logged on its run."""
     mv = client.get_model_version(model_name, version)
-    tag = mv.tags.get(f"test_{metric}")
+    tag = mv.tags.get(key)
     if tag is not None:
         return float(tag)
     if mv.run_id:
-        value = client.get_run(mv.run_id).data.metrics.get(f"test_{metric}")
+        value = client.get_run(mv.run_id).data.metrics.get(key)
         if value is not None:
             return float(value)
-    raise ModelRegistryError(
-        f"{model_name} version {version} has no test_{metric} metric; pick a logged metric "
-        "in params.yaml promote.metric"
-    )
+    return None
+
+
+def _metric_of(client: Any, model_name: str, version: str, metric: str) -> float:
+    value = _logged(client, model_name, version, f"test_{metric}")
+    if value is None:
+        raise ModelRegistryError(
+            f"{model_name} version {version} has no test_{metric} metric; pick a logged metric "
+            "in params.yaml promote.metric"
+        )
+    return value
 
 
 def promote_challenger(
@@ -246,10 +332,13 @@ def promote_challenger(
     root: str | Path = ".",
     measure: Callable[[Scorer], float] | None = None,
 ) -> Mapping[str, Any]:
-    """Give the challenger the champion alias if it is at least as good on the test metric.
+    """Give the challenger the champion alias if it is at least as good on the same test set.
 
     With ``measure``, both models are loaded and scored on the same (current) test set; without
-    it, the test metric each version logged is compared.
+    it, the test metric each version logged is compared, if both were measured on as many rows.
+    When the two cannot be compared (the champion's features are not in the test set, or the
+    logged test sets differ), only ``force`` promotes. The result's ``promoted`` is False when
+    the challenger already is the champion (``already_champion``): nothing changes then.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -267,29 +356,66 @@ def promote_challenger(
         champion = client.get_model_version_by_alias(model_name, champion_alias)
     except MlflowException:
         champion = None
+    new_v = str(challenger.version)
+    result: dict[str, Any] = {
+        "model": model_name,
+        "challenger_version": new_v,
+        "metric": metric,
+        "promoted": False,
+        "already_champion": False,
+    }
+    if champion is not None and str(champion.version) == new_v:
+        return result | {"champion_version": new_v, "already_champion": True}
 
     def value(alias: str, version: str) -> float:
         if measure is not None:
             return float(measure(load_registered_scorer(model_name, alias, root=root)))
         return _metric_of(client, model_name, version, metric)
 
-    new = value(challenger_alias, challenger.version)
-    result: dict[str, Any] = {
-        "model": model_name,
-        "challenger_version": challenger.version,
-        "challenger": new,
-        "metric": metric,
-    }
-    if champion is not None and champion.version != challenger.version:
-        old = value(champion_alias, champion.version)
-        result |= {"champion_version": champion.version, "champion": old}
-        better = new >= old if greater_is_better else new <= old
-        if not better and not force:
-            raise PromotionRefused(
-                f"challenger v{challenger.version} test {metric}={new:.4f} does not beat "
-                f"champion v{champion.version} test {metric}={old:.4f}; use --force to promote "
-                "anyway"
-            )
-    client.set_registered_model_alias(model_name, champion_alias, challenger.version)
+    try:
+        new = value(challenger_alias, new_v)
+    except FeatureError as exc:
+        raise PromotionRefused(
+            f"challenger v{new_v} cannot be scored on the promotion test set ({exc}); run "
+            "`dvc repro` so the test set is featurised for it, then promote again"
+        ) from exc
+    result["challenger"] = new
+    if champion is not None:
+        old_v = str(champion.version)
+        result["champion_version"] = old_v
+        why_not = None
+        if measure is not None:
+            try:
+                result["champion"] = value(champion_alias, old_v)
+            except FeatureError as exc:
+                why_not = f"champion v{old_v} cannot be scored on it ({exc})"
+        else:
+            rows = [_logged(client, model_name, v, "test_n") for v in (old_v, new_v)]
+            if None not in rows and rows[0] != rows[1]:
+                why_not = (
+                    f"champion v{old_v} was tested on {rows[0]:.0f} rows, challenger v{new_v} "
+                    f"on {rows[1]:.0f}"
+                )
+            else:
+                result["champion"] = value(champion_alias, old_v)
+        if why_not is not None:
+            result["not_comparable"] = why_not
+            if not force:
+                raise PromotionRefused(
+                    f"the test set changed shape between champion v{old_v} and challenger "
+                    f"v{new_v}, so they cannot be compared on the same test set: {why_not}. "
+                    f"Challenger v{new_v} scores test {metric}={new:.4f} on its own test set; "
+                    "if that is good enough, run `predictive-scoring promote --force`"
+                )
+        else:
+            old = result["champion"]
+            better = new >= old if greater_is_better else new <= old
+            if not better and not force:
+                raise PromotionRefused(
+                    f"challenger v{new_v} test {metric}={new:.4f} does not beat "
+                    f"champion v{old_v} test {metric}={old:.4f}; use --force to promote "
+                    "anyway"
+                )
+    client.set_registered_model_alias(model_name, champion_alias, new_v)
     result["promoted"] = True
     return result

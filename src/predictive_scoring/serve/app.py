@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from predictive_scoring.io import setup_logging
+from predictive_scoring.model_source import BUNDLE_ENV, TRACKING_ENV, ModelChoice, choose_model
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve.handlers import install_handlers
 from predictive_scoring.serve.lean import LeanScoreMiddleware, warm_up
@@ -22,7 +23,7 @@ from predictive_scoring.serve.security import AuthMiddleware, KeyChecker
 from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHolder, ScorerLoader
 
-__all__ = ["create_app", "load_scorer"]
+__all__ = ["choose_served_model", "create_app", "load_scorer"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +37,30 @@ with `loc` ending in the offending field.
 """
 
 
-def load_scorer(settings: Settings) -> Scorer:
-    """``models:/<name>@<alias>`` when a tracking URI is configured, else the bundle directory."""
-    uri = settings.effective_tracking_uri
-    if uri:
-        from predictive_scoring.registry import load_registered_scorer
+def choose_served_model(settings: Settings, *, bundle_set_by: str | None = None) -> ModelChoice:
+    """The model the settings select, by the one rule of :mod:`predictive_scoring.model_source`.
 
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-        logger.info(
-            "loading models:/%s@%s from %s", settings.model_name, settings.model_alias, uri
-        )
-        return load_registered_scorer(settings.model_name, settings.model_alias)
-    logger.info("loading the bundle in %s", settings.bundle_dir)
-    return Scorer.load(settings.bundle_dir)
+    ``bundle_set_by`` names where ``settings.bundle_dir`` came from when it was not the
+    ``PREDICTIVE_SCORING_BUNDLE_DIR`` setting (a command-line flag, for example).
+    """
+    return choose_model(
+        bundle=settings.bundle_dir,
+        bundle_set_by=bundle_set_by or f"{BUNDLE_ENV} (settings.bundle_dir)",
+        tracking_uri=settings.tracking_uri,
+        tracking_set_by=f"{TRACKING_ENV} (settings.tracking_uri)",
+        model_name=settings.model_name,
+        alias=settings.model_alias,
+        root=settings.project_dir,
+    )
+
+
+def load_scorer(settings: Settings) -> Scorer:
+    """The service's loader: the champion from the MLflow store, or the bundle if one is set.
+
+    Its metadata says where it came from and why (``source``, ``why``): the start-up log and
+    ``GET /v1/model`` report both.
+    """
+    return choose_served_model(settings).scorer
 
 
 def _freeze_heap() -> None:
@@ -104,6 +116,9 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Plain `uvicorn --factory` configures only uvicorn's loggers; without this the line
+        # saying which model is served, and why, would not show. A no-op once configured.
+        setup_logging()
         await asyncio.to_thread(warm_up)
         await _try_load(holder, service_metrics, poll=False)
         task = asyncio.create_task(_keep_loaded(holder, service_metrics))

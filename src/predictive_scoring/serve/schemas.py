@@ -232,6 +232,10 @@ class ModelInfoResponse(BaseModel):
                     "name": "lead-scoring",
                     "version": "7",
                     "alias": "champion",
+                    "source": "models:/lead-scoring@champion",
+                    "why": "models:/lead-scoring@champion (version 7) from "
+                    "sqlite:///srv/lead-scoring/mlflow.db: the project's MLflow store has a "
+                    "@champion and no bundle is set",
                     "loaded_at": "2025-03-05T08:00:00Z",
                     "metrics": {"test_roc_auc": 0.87, "test_brier": 0.061},
                     "thresholds": {"mql": 0.15, "sql": 0.4, "base_rate": 0.08},
@@ -247,6 +251,13 @@ class ModelInfoResponse(BaseModel):
     name: str
     version: str
     alias: str | None
+    source: str | None = Field(
+        default=None,
+        description="Where the model was loaded from: models:/<name>@<alias> or a bundle folder.",
+    )
+    why: str | None = Field(
+        default=None, description="Why this model is served: the source and what selected it."
+    )
     loaded_at: datetime
     metrics: dict[str, Any]
     thresholds: dict[str, float]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,9 +39,17 @@ class Settings(BaseSettings):
     allow_anonymous: bool = Field(
         default=False, description="Turn authentication off entirely (local development only)."
     )
-    bundle_dir: Path = Path("models/lead-scoring")
+    bundle_dir: Path | None = Field(
+        default=None,
+        description="Serve this bundle folder instead of the MLflow champion (unset: champion).",
+    )
     tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; falls back to env MLFLOW_TRACKING_URI."
+        default=None,
+        description="MLflow store of the champion; else MLFLOW_TRACKING_URI, else the project's "
+        "sqlite:///<project_dir>/mlflow.db.",
+    )
+    project_dir: Path = Field(
+        default=Path("."), description="The project, home of the default MLflow store."
     )
     model_name: str = "lead-scoring"
     model_alias: str = "champion"
@@ -67,8 +74,3 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, value: Any) -> Any:
         return _split_keys(value)
-
-    @property
-    def effective_tracking_uri(self) -> str | None:
-        """The setting, else ``MLFLOW_TRACKING_URI``; None means "serve the bundle"."""
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None

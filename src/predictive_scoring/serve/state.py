@@ -99,7 +99,8 @@ class ModelHolder:
             if changed or not only_if_changed:
                 self.current = handle  # the atomic swap: in-flight requests keep their handle
             if changed:
-                logger.info("serving %s (was %s)", _describe(handle), _describe(previous))
+                why = handle.scorer.metadata.get("why") or "as returned by the loader"
+                logger.info("serving %s (was %s): %s", _describe(handle), _describe(previous), why)
             return previous, changed
 
 

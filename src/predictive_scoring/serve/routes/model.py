@@ -15,7 +15,7 @@ router = APIRouter(prefix="/model", tags=["model"], dependencies=[Authenticated]
 
 @router.get("", response_model=ModelInfoResponse, summary="The model now serving")
 def model_info(model: CurrentModel) -> OrjsonResponse:
-    """Name, version, metrics from the bundle metadata, thresholds and the feature list."""
+    """Name, version, where it came from and why, metrics, thresholds and the feature list."""
     scorer = model.scorer
     meta = scorer.metadata
     metrics = meta.get("metrics")
@@ -26,6 +26,8 @@ def model_info(model: CurrentModel) -> OrjsonResponse:
         name=scorer.name,
         version=scorer.version,
         alias=meta.get("alias"),
+        source=meta.get("source"),
+        why=meta.get("why"),
         loaded_at=model.loaded_at,
         metrics=metrics,
         thresholds={
