@@ -1,15 +1,21 @@
-"""The raw-data contract (DESIGN section 2): read, validate and normalise leads, events, outcomes.
+"""The raw-data contract (DESIGN section 2): validate leads, events and outcomes; normalise them.
 
 ``load_raw`` checks every table, collects every problem and raises one DataValidationError listing
 them all (file, column, example rows, fix). On success it returns canonical frames: configured
 column names renamed to ``lead_id``, ``created_at``, ``ts``, ``event_type``, ``stage``, ``label``;
 ids as strings; timestamps as ``datetime64[us, UTC]`` truncated to whole seconds.
+
+``validate`` (the ``validate`` stage) runs the same checks but reads the events out of core: in
+batches of file rows, each batch checked by the same per-row code that ``load_raw`` applies to the
+whole table, with counts and example rows gathered across batches. Reading lives in
+:mod:`predictive_scoring.read`, the value rules in :mod:`predictive_scoring.canonical` and the
+attribute-type plan in :mod:`predictive_scoring.infer`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,9 +24,40 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from predictive_scoring.canonical import (
+    CREATED_AT,
+    EVENT_TYPE,
+    LABEL,
+    LEAD_ID,
+    STAGE,
+    TIMESTAMP_DTYPE,
+    TS,
+    apply_missing_values,
+    as_categorical,
+    as_numeric,
+    ids_to_str,
+    parse_timestamps,
+)
 from predictive_scoring.config import STAGES, DataParams
 from predictive_scoring.errors import DataValidationError
+from predictive_scoring.infer import (
+    AttributePlan,
+    AttributeType,
+    apply_plan,
+    infer_attribute_types,
+    plan_attributes,
+)
 from predictive_scoring.leakage import LeakageFlag, detect_leakage, ever_reached, reached_at
+from predictive_scoring.read import (
+    DEFAULT_BATCH_ROWS,
+    MAX_EXAMPLES,
+    read_batches,
+    read_header,
+    read_table,
+    row_example,
+    row_examples,
+    value_examples,
+)
 
 __all__ = [
     "CREATED_AT",
@@ -28,6 +65,7 @@ __all__ = [
     "LABEL",
     "LEAD_ID",
     "STAGE",
+    "TIMESTAMP_DTYPE",
     "TS",
     "AttributeType",
     "RawData",
@@ -41,21 +79,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LEAD_ID = "lead_id"
-CREATED_AT = "created_at"
-TS = "ts"
-EVENT_TYPE = "event_type"
-STAGE = "stage"
-LABEL = "label"
-TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+ChildKind = Literal["events", "outcomes"]
 
-AttributeType = Literal["numeric", "categorical"]
-
-_MAX_EXAMPLES = 5
-_NUMERIC_SHARE = 0.98  # a string column is numeric when this share of its values parse
-_DATETIME_SHARE = 0.98
-_ID_LIKE_MIN_ROWS = 20  # tiny frames are all-unique by chance; do not call their columns ids
-_MIN_PLAUSIBLE_YEAR = 1900
+_PROGRESS_ROWS = 10_000_000  # log the events' progress this often while streaming them
 
 
 @dataclass(frozen=True)
@@ -104,292 +130,53 @@ class ValidationReport:
 
 
 # --------------------------------------------------------------------------------------------
-# Small helpers for messages
+# What a check finds, gathered batch by batch
 
 
-def _fmt(value: Any) -> str:
-    text = str(value)
-    return repr(text[:40] + "..." if len(text) > 40 else text)
+@dataclass
+class _Finding:
+    """The rows one check flags in a table, over any number of batches: a count, the first rows
+    (file row, value) in file order, and the distinct values in order of first appearance (all
+    of them with ``every_value``, to count them; otherwise at least the first few)."""
 
+    every_value: bool = False
+    rows: int = 0
+    examples: list[tuple[Any, Any]] = field(default_factory=list)
+    values: dict[Any, None] = field(default_factory=dict)
 
-def _row_examples(values: pd.Series, mask: pd.Series | np.ndarray) -> str:
-    """'data row 3 '2024-13-01', data row 9 'abc'' for the first few rows where mask is true."""
-    hits = values[np.asarray(mask, dtype=bool)].head(_MAX_EXAMPLES)
-    return ", ".join(f"data row {int(i) + 1} {_fmt(v)}" for i, v in hits.items())
-
-
-def _value_examples(values: Iterable[Any]) -> str:
-    out: list[str] = []
-    for v in values:
-        if len(out) == _MAX_EXAMPLES:
-            break
-        out.append(_fmt(v))
-    return ", ".join(out)
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
-def read_table(path: Path, *, na_values: Sequence[str] = ("",)) -> pd.DataFrame:
-    """Read a parquet or CSV table by extension, with a RangeIndex.
-
-    CSV cells are read as strings (ids keep their leading zeros; types are inferred later) and
-    only ``na_values`` count as missing. Raises DataValidationError if missing or unreadable.
-    """
-    path = Path(path)
-    name = path.name.lower()
-    if not path.exists():
-        raise DataValidationError(
-            [f"{path}: file not found; check the path in the data section of params.yaml"]
-        )
-    try:
-        if name.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
-        elif name.endswith((".csv", ".csv.gz", ".csv.zip", ".csv.bz2")):
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(na_values))
-        else:
-            raise DataValidationError([f"{path}: unknown file type; use a .parquet or .csv file"])
-    except DataValidationError:
-        raise
-    except Exception as exc:  # any reader error means the same thing to the user
-        raise DataValidationError(
-            [
-                f"{path}: cannot be read ({type(exc).__name__}: {exc}); export it again as "
-                f"parquet or UTF-8 CSV with a header row"
-            ]
-        ) from exc
-    return frame.reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Normalisation helpers
-
-
-def _is_stringish(s: pd.Series) -> bool:
-    return bool(pd.api.types.is_string_dtype(s.dtype) or s.dtype == object)
-
-
-def _apply_missing_values(frame: pd.DataFrame, missing_values: Sequence[str]) -> pd.DataFrame:
-    """Turn the configured missing-value markers (case-insensitive, trimmed) into NA."""
-    markers = {m.strip().lower() for m in missing_values}
-    if not markers:
-        return frame
-    out = frame.copy()
-    for column in out.columns:
-        s = out[column]
-        if not _is_stringish(s):
-            continue
-        # Look at the distinct values only: fast on long, low-cardinality event tables.
-        distinct = pd.Series(s.dropna().unique(), dtype="object")
-        is_marker = distinct.map(lambda v: isinstance(v, str) and v.strip().lower() in markers)
-        if is_marker.any():
-            out[column] = s.mask(s.isin(distinct[is_marker].tolist()))
-    return out
-
-
-def _ids_to_str(s: pd.Series) -> pd.Series:
-    """Values as strings; whole-number floats (ids read from parquet with gaps) lose the '.0'.
-
-    Value by value, as :func:`predictive_scoring.features.category_text` does online.
-    """
-    if not pd.api.types.is_float_dtype(s.dtype):
-        return s.astype("str")
-    x = s.to_numpy(dtype="float64", na_value=np.nan)
-    whole = np.isfinite(x) & (x == np.round(x)) & (np.abs(x) < 2.0**63)
-    out = s.astype("str")
-    if whole.any():
-        out[whole] = [str(v) for v in x[whole].astype(np.int64).tolist()]
-    return out
-
-
-def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse to UTC whole seconds (naive means UTC). Returns (parsed, unparseable mask)."""
-    s = values
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        out = s.dt.tz_convert("UTC")
-    elif pd.api.types.is_datetime64_dtype(s.dtype):
-        out = s.dt.tz_localize("UTC")
-    elif pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
-        # Epoch numbers are ambiguous (s, ms, us): refuse them rather than guess.
-        out = pd.Series(pd.NaT, index=s.index, dtype=TIMESTAMP_DTYPE)
-    else:
-        text = s.astype("str")
-        out = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        retry = out.isna() & text.notna() & text.str.contains(r"\d", regex=True)
-        if retry.any():
-            out = out.astype(TIMESTAMP_DTYPE)
-            out[retry] = pd.to_datetime(
-                text[retry], errors="coerce", utc=True, format="mixed"
-            ).astype(TIMESTAMP_DTYPE)
-        # A number written as text ('1700000000', '20250301') is an epoch number too, refused
-        # like the numbers above; the scoring paths read such a text as epoch seconds.
-        bare = text.str.strip()
-        spelled = (bare != "") & (bare.str.strip("0123456789+-.eE") == "")
-        if spelled.any():
-            numbers = pd.to_numeric(bare[spelled], errors="coerce")
-            out = out.astype(TIMESTAMP_DTYPE).mask(numbers.reindex(out.index).notna())
-    out = out.astype(TIMESTAMP_DTYPE)
-    implausible = out.notna() & (out.dt.year < _MIN_PLAUSIBLE_YEAR)
-    out = out.mask(implausible).dt.floor("s")
-    bad = values.notna() & out.isna()
-    return out, bad
-
-
-def _as_numeric(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.astype("float64")
-    if pd.api.types.is_numeric_dtype(s.dtype):
-        return s.astype("float64")
-    return pd.to_numeric(s.astype("object"), errors="coerce").astype("float64")
-
-
-def _as_categorical(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
-        return _ids_to_str(s)
-    return s.astype("str")
-
-
-def _looks_like_row_id(x: pd.Series, ratio: float) -> bool:
-    """Integer values, (nearly) one per row, and either sorted or a dense range: a row number."""
-    values = x.dropna().to_numpy(dtype="float64")
-    n = len(values)
-    if n < _ID_LIKE_MIN_ROWS or not np.all(values == np.round(values)):
-        return False
-    if len(np.unique(values)) / n < ratio:
-        return False
-    monotonic = bool(np.all(np.diff(values) >= 0) or np.all(np.diff(values) <= 0))
-    dense = (values.max() - values.min() + 1) <= n / ratio
-    return monotonic or dense
-
-
-# --------------------------------------------------------------------------------------------
-# Attribute types
-
-
-@dataclass(frozen=True)
-class _AttributePlan:
-    types: dict[str, AttributeType]
-    datetime_columns: tuple[str, ...]
-    dropped: dict[str, str]
-    warnings: list[str]
-
-
-def _reserved(params: DataParams) -> set[str]:
-    reserved = {LEAD_ID, CREATED_AT, LABEL}
-    if params.email_column:
-        reserved.add(params.email_column)
-    return reserved
-
-
-def _plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> _AttributePlan:
-    types: dict[str, AttributeType] = {}
-    datetimes: list[str] = []
-    dropped: dict[str, str] = {}
-    warnings: list[str] = []
-    forced_num, forced_cat = set(params.numeric), set(params.categorical)
-    for column in leads.columns:
-        if column in _reserved(params):
-            continue
-        s = leads[column]
-        non_missing = s.dropna()
-        n = len(non_missing)
-        if column in forced_num:
-            parsed = _as_numeric(s)
-            lost = int(parsed.isna().sum() - s.isna().sum())
-            if lost:
-                warnings.append(
-                    f"{file}: column '{column}' is declared numeric but {lost} value(s) are not "
-                    f"numbers and were set to missing, e.g. "
-                    f"{_row_examples(s, parsed.isna() & s.notna())}"
-                )
-            types[column] = "numeric"
-            continue
-        if column in forced_cat:
-            types[column] = "categorical"
-            continue
-        if n == 0:
-            dropped[column] = "entirely missing"
-            warnings.append(f"{file}: column '{column}' is entirely missing and was dropped")
-            continue
-        if column == params.job_title_column:
-            types[column] = "categorical"
-            continue
-        if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
-            datetimes.append(column)
-            continue
-        if pd.api.types.is_bool_dtype(s.dtype):
-            types[column] = "numeric"
-            continue
-        if pd.api.types.is_numeric_dtype(s.dtype):
-            if _looks_like_row_id(s, params.id_like_unique_ratio):
-                dropped[column] = "row-number-like"
-                warnings.append(
-                    f"{file}: column '{column}' looks like a row number or id (integer, one "
-                    f"value per row) and was dropped; list it in data.numeric to keep it"
-                )
-                continue
-            types[column] = "numeric"
-            continue
-        parsed = _as_numeric(non_missing)
-        share = float(parsed.notna().mean())
-        if share >= _NUMERIC_SHARE:
-            if _looks_like_row_id(parsed, params.id_like_unique_ratio):
-                dropped[column] = "row-number-like"
-                warnings.append(
-                    f"{file}: column '{column}' looks like a row number or id (integer, one "
-                    f"value per row) and was dropped; list it in data.numeric to keep it"
-                )
-                continue
-            if share < 1.0:
-                bad = _as_numeric(s).isna() & s.notna()
-                warnings.append(
-                    f"{file}: column '{column}' is numeric but {int(bad.sum())} value(s) are not "
-                    f"numbers and were set to missing, e.g. {_row_examples(s, bad)}; list it in "
-                    f"data.categorical to keep it as text"
-                )
-            types[column] = "numeric"
-            continue
-        as_time, _ = parse_timestamps(non_missing)
-        if float(as_time.notna().mean()) >= _DATETIME_SHARE:
-            datetimes.append(column)
-            continue
-        unique_ratio = non_missing.nunique() / n
-        if n >= _ID_LIKE_MIN_ROWS and unique_ratio >= params.id_like_unique_ratio:
-            dropped[column] = "id-like"
-            warnings.append(
-                f"{file}: column '{column}' looks like an identifier ({unique_ratio:.0%} of its "
-                f"values are unique) and was dropped; list it in data.categorical to keep it"
+    def add(self, hits: pd.Series) -> None:
+        """Record flagged rows: ``hits`` holds their values, indexed by file row."""
+        if hits.empty:
+            return
+        self.rows += len(hits)
+        room = MAX_EXAMPLES - len(self.examples)
+        if room > 0:
+            self.examples.extend(hits.head(room).items())
+        if self.every_value or len(self.values) < MAX_EXAMPLES:
+            distinct = hits.unique()
+            self.values.update(
+                dict.fromkeys(distinct if self.every_value else distinct[:MAX_EXAMPLES])
             )
-            continue
-        types[column] = "categorical"
-    return _AttributePlan(types, tuple(datetimes), dropped, warnings)
 
+    def row_text(self) -> str:
+        """'data row 3 'x', data row 9 'y'' for the first flagged rows."""
+        return ", ".join(row_example(row, value) for row, value in self.examples)
 
-def infer_attribute_types(
-    leads: pd.DataFrame, params: DataParams
-) -> tuple[dict[str, AttributeType], list[str]]:
-    """Numeric or categorical for each attribute column of canonical ``leads``, with warnings.
+    def row_numbers(self) -> str:
+        """'3, 9' for the first flagged rows."""
+        return ", ".join(str(int(row) + 1) for row, _ in self.examples)
 
-    Dropped columns (id-like, entirely missing) and datetime columns are left out of the types.
-    """
-    plan = _plan_attributes(leads, params, file=params.leads)
-    return plan.types, plan.warnings
+    def value_text(self) -> str:
+        """The first distinct flagged values."""
+        return value_examples(self.values)
 
-
-def _apply_plan(leads: pd.DataFrame, plan: _AttributePlan) -> pd.DataFrame:
-    out = leads.drop(columns=list(plan.dropped))
-    for column, kind in plan.types.items():
-        out[column] = (
-            _as_numeric(out[column]) if kind == "numeric" else _as_categorical(out[column])
-        )
-    for column in plan.datetime_columns:
-        out[column], _ = parse_timestamps(out[column])
-    return out
+    def n_values(self) -> int:
+        """How many distinct non-missing values were flagged (needs ``every_value``)."""
+        return sum(1 for value in self.values if not pd.isna(value))
 
 
 # --------------------------------------------------------------------------------------------
-# Checks
+# Column rules: required columns, no empty values, unique ids, known stages (pandera)
 
 
 _FIXES: dict[str, str] = {
@@ -398,82 +185,94 @@ _FIXES: dict[str, str] = {
     "field_uniqueness": "keep one row per lead (deduplicate the export)",
     "isin": f"use one of {', '.join(STAGES)} (map your CRM stages to these)",
 }
+_CHECK_RANK = {"not_nullable": 0, "field_uniqueness": 1}  # pandera's own order; checks last
 
 
-def _pandera_problems(
-    frame: pd.DataFrame, schema: pa.DataFrameSchema, *, file: str, names: Mapping[str, str]
-) -> tuple[list[str], set[str]]:
-    """Run ``schema`` lazily and turn every failure into one line; also return missing columns.
+class _ColumnRules:
+    """A table's pandera schema, run on its header once and on its rows batch by batch.
 
-    ``names`` maps canonical column names back to the user's names for the messages.
+    ``names`` maps canonical column names back to the user's names for the messages. Uniqueness
+    holds within what one call to :meth:`check_rows` sees, so a table with unique ids (leads)
+    is checked whole.
     """
-    try:
-        schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-    else:
-        return [], set()
-    problems: list[str] = []
-    missing: set[str] = set()
-    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-        check_name = str(check)
-        if check_name == "column_in_dataframe":
-            for canonical in group["failure_case"]:
-                missing.add(str(canonical))
-                have = ", ".join(map(str, list(frame.columns)[:10]))
+
+    def __init__(
+        self, columns: dict[str, pa.Column], *, file: str, names: Mapping[str, str]
+    ) -> None:
+        self.schema = pa.DataFrameSchema(columns)
+        self.order = list(columns)
+        self.file = file
+        self.names = names
+        self.missing: list[str] = []
+        self.header_problems: list[str] = []
+        self.found: dict[tuple[str, str], _Finding] = {}
+
+    def _failures(self, frame: pd.DataFrame) -> pd.DataFrame | None:
+        try:
+            self.schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            cases: pd.DataFrame = exc.failure_cases
+            return cases
+        return None
+
+    def check_header(self, header: pd.DataFrame) -> None:
+        """Required columns present? ``header`` holds the (renamed) columns, rows are ignored."""
+        cases = self._failures(header.iloc[:0])
+        if cases is None:
+            return
+        have = ", ".join(map(str, list(header.columns)[:10]))
+        for canonical in cases.loc[cases["check"] == "column_in_dataframe", "failure_case"]:
+            self.missing.append(str(canonical))
+            self.header_problems.append(
+                f"{self.file}: required column '{self.names.get(str(canonical), canonical)}' is "
+                f"missing (columns found: {have}); {_FIXES['column_in_dataframe']}"
+            )
+
+    def check_rows(self, batch: pd.DataFrame) -> None:
+        """Empty values, duplicate ids and unknown stages among ``batch``'s rows."""
+        cases = self._failures(batch)
+        if cases is None:
+            return
+        cases = cases[cases["check"] != "column_in_dataframe"]
+        for (column, check), group in cases.groupby(["column", "check"], sort=False):
+            key = (str(column), str(check))
+            if key not in self.found:
+                self.found[key] = _Finding(every_value=key[1] == "field_uniqueness")
+            rows = pd.to_numeric(group["index"], errors="coerce")
+            values = pd.Series(group["failure_case"].to_numpy(), index=rows.to_numpy())
+            self.found[key].add(values[rows.notna().to_numpy()])
+
+    def problems(self) -> list[str]:
+        """Header problems first, then one line per (column, check) in pandera's order."""
+        problems = list(self.header_problems)
+
+        def rank(key: tuple[str, str]) -> tuple[int, int]:
+            column, check = key
+            position = self.order.index(column) if column in self.order else len(self.order)
+            return position, _CHECK_RANK.get(check, 2)
+
+        for column, check in sorted(self.found, key=rank):
+            found = self.found[(column, check)]
+            user_col = self.names.get(column, column)
+            if check == "not_nullable":
                 problems.append(
-                    f"{file}: required column '{names.get(str(canonical), canonical)}' is "
-                    f"missing (columns found: {have}); {_FIXES['column_in_dataframe']}"
+                    f"{self.file}: column '{user_col}': {found.rows} row(s) are empty, e.g. data "
+                    f"rows {found.row_numbers()}; {_FIXES['not_nullable']}"
                 )
-            continue
-        user_col = names.get(str(column), str(column))
-        if check_name == "not_nullable":
-            rows = pd.to_numeric(group["index"], errors="coerce").dropna().astype(int)
-            shown = ", ".join(str(r + 1) for r in rows.head(_MAX_EXAMPLES))
-            problems.append(
-                f"{file}: column '{user_col}': {len(rows)} row(s) are empty, e.g. data rows "
-                f"{shown}; {_FIXES['not_nullable']}"
-            )
-        elif check_name == "field_uniqueness":
-            dup_values = group["failure_case"]
-            n_ids = dup_values.nunique()
-            problems.append(
-                f"{file}: column '{user_col}': {n_ids} id(s) appear more than once "
-                f"({len(dup_values)} rows), e.g. {_value_examples(dup_values.unique())}; "
-                f"{_FIXES['field_uniqueness']}"
-            )
-        elif check_name.startswith("isin"):
-            values = group["failure_case"]
-            rows = pd.to_numeric(group["index"], errors="coerce").dropna().astype(int)
-            shown = ", ".join(str(r + 1) for r in rows.head(_MAX_EXAMPLES))
-            problems.append(
-                f"{file}: column '{user_col}': {len(values)} row(s) hold unknown values "
-                f"{_value_examples(values.unique())} (data rows {shown}); {_FIXES['isin']}"
-            )
-        else:  # pragma: no cover - a pandera check we did not configure
-            problems.append(f"{file}: column '{user_col}': failed {check_name}")
-    return problems, missing
-
-
-def _timestamp_problems(
-    frame: pd.DataFrame, column: str, *, file: str, user_col: str, now: pd.Timestamp
-) -> tuple[pd.Series, list[str]]:
-    parsed, bad = parse_timestamps(frame[column])
-    problems: list[str] = []
-    if bad.any():
-        problems.append(
-            f"{file}: column '{user_col}': {int(bad.sum())} timestamp(s) cannot be parsed, e.g. "
-            f"{_row_examples(frame[column], bad)}; write them as ISO 8601 "
-            f"('2024-05-01T13:45:00Z'), naive times are read as UTC"
-        )
-    future = parsed > now
-    if future.any():
-        problems.append(
-            f"{file}: column '{user_col}': {int(future.sum())} timestamp(s) lie in the future "
-            f"(after {now.isoformat()}), e.g. {_row_examples(frame[column], future)}; fix the "
-            f"clock or time zone of the export (timestamps must be UTC)"
-        )
-    return parsed, problems
+            elif check == "field_uniqueness":
+                problems.append(
+                    f"{self.file}: column '{user_col}': {found.n_values()} id(s) appear more "
+                    f"than once ({found.rows} rows), e.g. {found.value_text()}; "
+                    f"{_FIXES['field_uniqueness']}"
+                )
+            elif check.startswith("isin"):
+                problems.append(
+                    f"{self.file}: column '{user_col}': {found.rows} row(s) hold unknown values "
+                    f"{found.value_text()} (data rows {found.row_numbers()}); {_FIXES['isin']}"
+                )
+            else:  # pragma: no cover - a pandera check we did not configure
+                problems.append(f"{self.file}: column '{user_col}': failed {check}")
+        return problems
 
 
 def _rename(
@@ -491,32 +290,210 @@ def _rename(
     return frame.rename(columns=active), problems
 
 
-def _unknown_lead_problem(
-    frame: pd.DataFrame, known: pd.Series, *, file: str, user_col: str, leads_file: str
-) -> str | None:
-    unknown = ~frame[LEAD_ID].isin(known) & frame[LEAD_ID].notna()
-    if not unknown.any():
-        return None
-    ids = frame.loc[unknown, LEAD_ID]
-    return (
-        f"{file}: column '{user_col}': {int(unknown.sum())} row(s) refer to {ids.nunique()} "
-        f"lead id(s) not in {leads_file}, e.g. {_value_examples(ids.unique())}; export the "
-        f"leads and this table from the same snapshot, or drop these rows"
-    )
+# --------------------------------------------------------------------------------------------
+# Timestamps and lead ids, row by row
 
 
-def _before_created_warning(
-    frame: pd.DataFrame, created: pd.Series, *, file: str, what: str
-) -> str | None:
-    when = frame[LEAD_ID].map(created)
-    early = frame[TS] < when
-    if not early.any():
+@dataclass
+class _TimestampFindings:
+    """Unparseable and future timestamps of one column (the training rule: parse_timestamps)."""
+
+    file: str
+    user_col: str
+    now: pd.Timestamp
+    unparseable: _Finding = field(default_factory=_Finding)
+    future: _Finding = field(default_factory=_Finding)
+
+    def check(self, values: pd.Series) -> pd.Series:
+        """Record the bad rows of ``values`` (indexed by file row); return them parsed."""
+        parsed, bad = parse_timestamps(values)
+        self.unparseable.add(values[bad])
+        self.future.add(values[parsed > self.now])
+        return parsed
+
+    def problems(self) -> list[str]:
+        problems: list[str] = []
+        where = f"{self.file}: column '{self.user_col}'"
+        if self.unparseable.rows:
+            problems.append(
+                f"{where}: {self.unparseable.rows} timestamp(s) cannot be parsed, e.g. "
+                f"{self.unparseable.row_text()}; write them as ISO 8601 "
+                f"('2024-05-01T13:45:00Z'), naive times are read as UTC"
+            )
+        if self.future.rows:
+            problems.append(
+                f"{where}: {self.future.rows} timestamp(s) lie in the future "
+                f"(after {self.now.isoformat()}), e.g. {self.future.row_text()}; fix the "
+                f"clock or time zone of the export (timestamps must be UTC)"
+            )
+        return problems
+
+
+class _KnownLeads:
+    """The leads' ids, and their creation times when the ids are unique, to check child rows."""
+
+    def __init__(self, leads: pd.DataFrame, *, file: str) -> None:
+        ids = leads[LEAD_ID]
+        unique = bool(ids.is_unique)
+        self.file = file
+        self.ids = pd.Index(ids if unique else ids.unique())
+        self.created = leads[CREATED_AT].array if unique and CREATED_AT in leads.columns else None
+
+    def look_up(self, ids: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+        """(unknown, created): which non-missing ids are not leads, and each row's lead's
+        creation time (NaT when unknown; None when creation times are not comparable)."""
+        where = self.ids.get_indexer(ids)
+        unknown = pd.Series(where < 0, index=ids.index) & ids.notna()
+        if self.created is None:
+            return unknown, None
+        created = pd.Series(self.created.take(where, allow_fill=True), index=ids.index)
+        return unknown, created
+
+
+# --------------------------------------------------------------------------------------------
+# One events or outcomes table
+
+
+class _ChildChecks:
+    """Every check of an events or outcomes table, fed its rows whole or batch by batch.
+
+    The same code runs on the whole table (``load_raw``) and on each batch (``validate``), so
+    both find the same problems with the same counts and file row numbers.
+    """
+
+    def __init__(
+        self,
+        kind: ChildKind,
+        *,
+        file: str,
+        params: DataParams,
+        now: pd.Timestamp,
+        leads: _KnownLeads | None,
+    ) -> None:
+        self.kind = kind
+        self.file = file
+        self.params = params
+        self.leads = leads
+        if kind == "events":
+            self.names = {
+                LEAD_ID: params.id_column,
+                TS: params.event_time_column,
+                EVENT_TYPE: params.event_type_column,
+            }
+        else:
+            self.names = {
+                LEAD_ID: params.id_column,
+                TS: params.outcome_time_column,
+                STAGE: params.stage_column,
+            }
+        self.renames = {v: k for k, v in self.names.items()}
+        columns = {c: pa.Column(nullable=False) for c in self.names}
+        if kind == "outcomes":
+            columns[STAGE] = pa.Column(nullable=False, checks=pa.Check.isin(list(STAGES)))
+        self.rules = _ColumnRules(columns, file=file, names=self.names)
+        self.times = _TimestampFindings(file=file, user_col=self.names[TS], now=now)
+        self.unknown = _Finding(every_value=True)
+        self.early = _Finding()
+        self.rename_problems: list[str] = []
+        self.rows = 0
+
+    @property
+    def complete(self) -> bool:
+        """True when the rows can be checked beyond their columns (the header is sound)."""
+        return not (self.rules.missing or self.rename_problems)
+
+    def check_header(self, header: pd.DataFrame) -> list[str]:
+        """Check the columns; return the user's names of the required columns present."""
+        renamed, self.rename_problems = _rename(header, self.renames, file=self.file)
+        self.rules.check_header(renamed)
+        return [user for user in self.names.values() if user in header.columns]
+
+    def check_rows(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """Check ``batch`` (indexed by file row) and return it in canonical form."""
+        self.rows += len(batch)
+        batch = apply_missing_values(batch, self.params.missing_values)
+        batch, _ = _rename(batch, self.renames, file=self.file)
+        if self.rename_problems:  # two columns with one name: nothing more to check reliably
+            return batch
+        if STAGE in batch.columns:
+            batch[STAGE] = as_categorical(batch[STAGE]).str.strip().str.lower()
+        self.rules.check_rows(batch)
+        if not self.complete:
+            return batch
+        batch[LEAD_ID] = ids_to_str(batch[LEAD_ID])
+        batch[TS] = self.times.check(batch[TS])
+        if EVENT_TYPE in batch.columns:
+            batch[EVENT_TYPE] = as_categorical(batch[EVENT_TYPE])
+        if "amount" in batch.columns:
+            batch["amount"] = as_numeric(batch["amount"])
+        if self.leads is not None:
+            unknown, created = self.leads.look_up(batch[LEAD_ID])
+            self.unknown.add(batch.loc[unknown, LEAD_ID])
+            if created is not None:
+                self.early.add(batch.loc[batch[TS] < created, LEAD_ID])
+        return batch
+
+    def problems(self) -> list[str]:
+        """The table's own problems (columns, empty values, stages, timestamps)."""
+        if self.rows == 0:
+            return [f"{self.file}: the table is empty (no rows); export it again"]
+        if self.rename_problems:
+            return self.rename_problems + self.rules.header_problems
+        return self.rename_problems + self.rules.problems() + self.times.problems()
+
+    def unknown_lead_problem(self) -> str | None:
+        """Rows whose lead id is not in the leads table."""
+        if not self.unknown.rows or self.leads is None:
+            return None
+        return (
+            f"{self.file}: column '{self.names[LEAD_ID]}': {self.unknown.rows} row(s) refer to "
+            f"{self.unknown.n_values()} lead id(s) not in {self.leads.file}, e.g. "
+            f"{self.unknown.value_text()}; export the leads and this table from the same "
+            f"snapshot, or drop these rows"
+        )
+
+    def before_created_warning(self) -> str | None:
+        """Rows dated before their lead's creation (a warning: they count from creation on)."""
+        if not self.early.rows:
+            return None
+        what = "events" if self.kind == "events" else "outcome rows"
+        return (
+            f"{self.file}: {self.early.rows} {what} happen before their lead's creation time "
+            f"(e.g. lead ids {self.early.value_text()}); they count from the lead's creation on"
+        )
+
+
+def _load_child(checks: _ChildChecks, path: Path, problems: list[str]) -> pd.DataFrame | None:
+    """Read the whole table, check it as one batch and return it in canonical form."""
+    try:
+        raw = read_table(path)
+    except DataValidationError as exc:
+        problems.extend(exc.problems)
         return None
-    return (
-        f"{file}: {int(early.sum())} {what} happen before their lead's creation time (e.g. "
-        f"lead ids {_value_examples(frame.loc[early, LEAD_ID].unique())}); they count from "
-        f"the lead's creation on"
-    )
+    if raw.empty:
+        problems.append(f"{path}: the table is empty (no rows); export it again")
+        return None
+    checks.check_header(raw.iloc[:0])
+    frame = checks.check_rows(raw)
+    problems.extend(checks.problems())
+    return frame if checks.complete else None
+
+
+def _scan_child(checks: _ChildChecks, path: Path, problems: list[str], *, batch_rows: int) -> bool:
+    """Check the table batch by batch, reading only the required columns; True if it was read."""
+    try:
+        header = read_header(path)
+        present = checks.check_header(header)
+        columns = present or list(header.columns[:1])  # enough to count the rows
+        for batch in read_batches(path, columns=columns, batch_rows=batch_rows):
+            checks.check_rows(batch)
+            if checks.rows // _PROGRESS_ROWS != (checks.rows - len(batch)) // _PROGRESS_ROWS:
+                logger.info("%s: %d rows checked", path, checks.rows)
+    except DataValidationError as exc:
+        problems.extend(exc.problems)
+        return False
+    problems.extend(checks.problems())
+    return checks.rows > 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,7 +513,7 @@ def _label_problems(
         if bad.any():
             return None, [
                 f"{file}: label column '{user_col}' is not binary: numeric values other than 0 "
-                f"and 1, e.g. {_row_examples(s, bad)}; map it to 0/1 or to yes/no"
+                f"and 1, e.g. {row_examples(s, bad)}; map it to 0/1 or to yes/no"
             ]
     else:
         text = present.astype("str").str.strip().str.lower()
@@ -547,13 +524,13 @@ def _label_problems(
         if levels and not pos_levels:
             return None, [
                 f"{file}: label column '{user_col}' has no positive value: found "
-                f"{_value_examples(levels)}; add the value meaning 'converted' to "
+                f"{value_examples(levels)}; add the value meaning 'converted' to "
                 f"data.positive_values in params.yaml"
             ]
         if len(neg_levels) > 1 or len(pos_levels) > 1:
             return None, [
                 f"{file}: label column '{user_col}' is not binary: values "
-                f"{_value_examples(levels)} ({len(levels)} distinct); it needs one positive "
+                f"{value_examples(levels)} ({len(levels)} distinct); it needs one positive "
                 f"value (one of data.positive_values: {', '.join(params.positive_values)}) and "
                 f"one negative value"
             ]
@@ -570,28 +547,22 @@ def _label_problems(
 
 
 # --------------------------------------------------------------------------------------------
-# Loading
-
-
-def _read(path: str, root: Path, params: DataParams, problems: list[str]) -> pd.DataFrame | None:
-    try:
-        frame = read_table(root / path)
-    except DataValidationError as exc:
-        problems.extend(exc.problems)
-        return None
-    if frame.empty:
-        problems.append(f"{root / path}: the table is empty (no rows); export it again")
-        return None
-    return _apply_missing_values(frame, params.missing_values)
+# The leads
 
 
 def _load_leads(
     params: DataParams, root: Path, now: pd.Timestamp, problems: list[str], warnings: list[str]
-) -> tuple[pd.DataFrame | None, _AttributePlan | None]:
+) -> tuple[pd.DataFrame | None, AttributePlan | None]:
     file = str(root / params.leads)
-    raw = _read(params.leads, root, params, problems)
-    if raw is None:
+    try:
+        raw = read_table(root / params.leads)
+    except DataValidationError as exc:
+        problems.extend(exc.problems)
         return None, None
+    if raw.empty:
+        problems.append(f"{file}: the table is empty (no rows); export it again")
+        return None, None
+    raw = apply_missing_values(raw, params.missing_values)
     excluded = [c for c in params.exclude_columns if c in raw.columns]
     for column in params.exclude_columns:
         if column not in raw.columns:
@@ -622,17 +593,16 @@ def _load_leads(
     for canonical in names:
         if canonical != LEAD_ID:
             columns[canonical] = pa.Column(nullable=False)
-    table_problems, missing = _pandera_problems(
-        frame, pa.DataFrameSchema(columns), file=file, names=names
-    )
-    problems.extend(table_problems)
+    rules = _ColumnRules(columns, file=file, names=names)
+    rules.check_header(frame)
+    rules.check_rows(frame)  # whole: ids must be unique across the table
+    problems.extend(rules.problems())
     if LEAD_ID in frame.columns:
-        frame[LEAD_ID] = _ids_to_str(frame[LEAD_ID])
-    if CREATED_AT in frame.columns and CREATED_AT not in missing:
-        frame[CREATED_AT], ts_problems = _timestamp_problems(
-            frame, CREATED_AT, file=file, user_col=names[CREATED_AT], now=now
-        )
-        problems.extend(ts_problems)
+        frame[LEAD_ID] = ids_to_str(frame[LEAD_ID])
+    if CREATED_AT in frame.columns and CREATED_AT not in rules.missing:
+        times = _TimestampFindings(file=file, user_col=names[CREATED_AT], now=now)
+        frame[CREATED_AT] = times.check(frame[CREATED_AT])
+        problems.extend(times.problems())
     if LABEL in frame.columns:
         label, label_problems = _label_problems(
             frame[LABEL], params, file=file, user_col=names[LABEL]
@@ -640,57 +610,77 @@ def _load_leads(
         problems.extend(label_problems)
         if label is not None and label.notna().all():
             frame[LABEL] = label.astype("int8")
-    plan = _plan_attributes(frame, params, file=file)
+    plan = plan_attributes(frame, params, file=file)
     warnings.extend(plan.warnings)
-    return _apply_plan(frame, plan), plan
+    return apply_plan(frame, plan), plan
 
 
-def _load_child(
-    kind: Literal["events", "outcomes"],
-    path: str,
-    params: DataParams,
-    *,
-    root: Path,
-    now: pd.Timestamp,
-    problems: list[str],
-) -> pd.DataFrame | None:
-    file = str(root / path)
-    raw = _read(path, root, params, problems)
-    if raw is None:
-        return None
-    if kind == "events":
-        names = {
-            LEAD_ID: params.id_column,
-            TS: params.event_time_column,
-            EVENT_TYPE: params.event_type_column,
-        }
-    else:
-        names = {
-            LEAD_ID: params.id_column,
-            TS: params.outcome_time_column,
-            STAGE: params.stage_column,
-        }
-    frame, rename_problems = _rename(raw, {v: k for k, v in names.items()}, file=file)
-    problems.extend(rename_problems)
-    if STAGE in frame.columns:
-        frame[STAGE] = _as_categorical(frame[STAGE]).str.strip().str.lower()
-    columns = {c: pa.Column(nullable=False) for c in names}
-    if kind == "outcomes":
-        columns[STAGE] = pa.Column(nullable=False, checks=pa.Check.isin(list(STAGES)))
-    table_problems, missing = _pandera_problems(
-        frame, pa.DataFrameSchema(columns), file=file, names=names
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class _Checked:
+    raw: RawData
+    n_events: int
+
+
+def _check_tables(
+    params: DataParams, *, root: Path, now: pd.Timestamp | None, scan_events: bool, batch_rows: int
+) -> _Checked:
+    """Check every table; the events are loaded whole, or scanned in batches and not kept."""
+    root = Path(root)
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    problems: list[str] = []
+    warnings: list[str] = []
+    leads, plan = _load_leads(params, root, now, problems, warnings)
+    known = (
+        _KnownLeads(leads, file=str(root / params.leads))
+        if leads is not None and LEAD_ID in leads.columns
+        else None
     )
-    problems.extend(table_problems)
-    if missing:
-        return None
-    frame[LEAD_ID] = _ids_to_str(frame[LEAD_ID])
-    frame[TS], ts_problems = _timestamp_problems(frame, TS, file=file, user_col=names[TS], now=now)
-    problems.extend(ts_problems)
-    if EVENT_TYPE in frame.columns:
-        frame[EVENT_TYPE] = _as_categorical(frame[EVENT_TYPE])
-    if "amount" in frame.columns:
-        frame["amount"] = _as_numeric(frame["amount"])
-    return frame
+    checked: list[_ChildChecks] = []
+    tables: dict[str, pd.DataFrame | None] = {"events": None, "outcomes": None}
+    n_events = 0
+    if params.format == "contract":
+        kinds: tuple[ChildKind, ...] = ("events", "outcomes")
+        for kind in kinds:
+            path = params.events if kind == "events" else params.outcomes
+            if not path:
+                continue
+            checks = _ChildChecks(kind, file=str(root / path), params=params, now=now, leads=known)
+            if kind == "events" and scan_events:
+                read = _scan_child(checks, root / path, problems, batch_rows=batch_rows)
+            else:
+                tables[kind] = _load_child(checks, root / path, problems)
+                read = tables[kind] is not None
+            if read and checks.complete:
+                checked.append(checks)
+            if kind == "events":
+                n_events = checks.rows
+            logger.debug("%s: %d rows", kind, checks.rows)
+    for checks in checked:  # after every table's own problems, as the leads come first
+        problem = checks.unknown_lead_problem()
+        if problem:
+            problems.append(problem)
+        warning = checks.before_created_warning()
+        if warning:
+            warnings.append(warning)
+    if problems:
+        raise DataValidationError(problems)
+    assert leads is not None and plan is not None  # no problems means the leads were read
+    for warning in warnings:
+        logger.warning("%s", warning)
+    raw = RawData(
+        leads=leads,
+        events=tables["events"],
+        outcomes=tables["outcomes"],
+        attribute_types=dict(plan.types),
+        datetime_columns=plan.datetime_columns,
+        warnings=warnings,
+    )
+    return _Checked(raw=raw, n_events=n_events)
 
 
 def load_raw(
@@ -701,63 +691,9 @@ def load_raw(
     Paths in ``params`` are relative to ``root``; ``now`` (default: the current UTC time) bounds
     timestamps. Flat exports read only the leads table.
     """
-    root = Path(root)
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    problems: list[str] = []
-    warnings: list[str] = []
-    leads, plan = _load_leads(params, root, now, problems, warnings)
-    events = outcomes = None
-    if params.format == "contract":
-        if params.events:
-            events = _load_child(
-                "events", params.events, params, root=root, now=now, problems=problems
-            )
-        if params.outcomes:
-            outcomes = _load_child(
-                "outcomes", params.outcomes, params, root=root, now=now, problems=problems
-            )
-    if leads is not None and LEAD_ID in leads.columns:
-        leads_file = str(root / params.leads)
-        unique_ids = leads[LEAD_ID].is_unique
-        created = (
-            leads.set_index(LEAD_ID)[CREATED_AT]
-            if unique_ids and CREATED_AT in leads.columns
-            else None
-        )
-        for kind, table, path, what in (
-            ("events", events, params.events, "events"),
-            ("outcomes", outcomes, params.outcomes, "outcome rows"),
-        ):
-            if table is None or path is None:
-                continue
-            problem = _unknown_lead_problem(
-                table,
-                leads[LEAD_ID],
-                file=str(root / path),
-                user_col=params.id_column,
-                leads_file=leads_file,
-            )
-            if problem:
-                problems.append(problem)
-            if created is not None:
-                warning = _before_created_warning(table, created, file=str(root / path), what=what)
-                if warning:
-                    warnings.append(warning)
-            logger.debug("%s: %d rows", kind, len(table))
-    if problems:
-        raise DataValidationError(problems)
-    assert leads is not None and plan is not None  # no problems means the leads were read
-    for warning in warnings:
-        logger.warning("%s", warning)
-    return RawData(
-        leads=leads,
-        events=events,
-        outcomes=outcomes,
-        attribute_types=dict(plan.types),
-        datetime_columns=plan.datetime_columns,
-        warnings=warnings,
-    )
+    return _check_tables(
+        params, root=root, now=now, scan_events=False, batch_rows=DEFAULT_BATCH_ROWS
+    ).raw
 
 
 def validate(
@@ -766,13 +702,18 @@ def validate(
     root: Path = Path("."),
     now: pd.Timestamp | None = None,
     target_stage: str = "won",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> ValidationReport:
-    """Load and check the raw data and look for leaking columns (the ``validate`` stage).
+    """Check the raw data and look for leaking columns (the ``validate`` stage).
 
-    For the contract format the leakage label is "ever reaches ``target_stage``". The caller
-    decides what to do with the flags (``leakage.raise_if_strict``).
+    The checks and messages are those of :func:`load_raw`, but the events are read out of core:
+    only their required columns, ``batch_rows`` rows at a time, so memory is bounded by a batch
+    plus the leads and outcomes (about one row per lead), whatever the number of events. For the
+    contract format the leakage label is "ever reaches ``target_stage``". The caller decides what
+    to do with the flags (``leakage.raise_if_strict``).
     """
-    raw = load_raw(params, root=root, now=now)
+    checked = _check_tables(params, root=root, now=now, scan_events=True, batch_rows=batch_rows)
+    raw = checked.raw
     outcome_time: pd.Series | None = None
     if raw.outcomes is not None:
         label = ever_reached(raw.outcomes, raw.leads, target_stage)
@@ -791,7 +732,7 @@ def validate(
     )
     return ValidationReport(
         n_leads=len(raw.leads),
-        n_events=0 if raw.events is None else len(raw.events),
+        n_events=checked.n_events,
         n_outcomes=0 if raw.outcomes is None else len(raw.outcomes),
         label_rate=float(label.mean()) if len(label) else None,
         attribute_types=dict(raw.attribute_types),

@@ -10,15 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from predictive_scoring.canonical import parse_timestamps
 from predictive_scoring.config import DataParams
 from predictive_scoring.errors import DataValidationError
-from predictive_scoring.schema import (
-    infer_attribute_types,
-    load_raw,
-    parse_timestamps,
-    read_table,
-    validate,
-)
+from predictive_scoring.infer import infer_attribute_types
+from predictive_scoring.read import read_table
+from predictive_scoring.schema import load_raw, validate
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
 Tables = dict[str, pd.DataFrame]
@@ -184,6 +181,19 @@ def test_configured_column_names_appear_in_messages(write_tables, tmp_path):
     )
     problems = _problems(params, tmp_path)
     assert any("'first_contact_date' is missing" in p for p in problems), problems
+
+
+def test_configured_column_clashing_with_another_is_a_problem_not_a_crash(write_tables, tmp_path):
+    events = _events().rename(columns={"ts": "event_time"}).assign(ts="2024-01-02")
+    params = write_tables(
+        {"leads": _leads(), "events": events, "outcomes": _outcomes()},
+        event_time_column="event_time",
+    )
+    problems = _problems(params, tmp_path)
+    assert problems == [
+        f"{tmp_path / 'events.csv'}: column 'event_time' is configured as the 'ts' column but a "
+        "different column named 'ts' also exists; rename or drop one of them"
+    ]
 
 
 def test_events_before_creation_warn_with_a_count(write_tables, tmp_path):
