@@ -1,6 +1,7 @@
 """DVC stage `validate`: check the raw tables against the data contract and look for leakage.
 
 On any problem it lists them all (file, column, example rows), exits non-zero and writes nothing.
+The events are read in batches (``schema.validate``), so memory does not grow with their number.
 """
 
 from __future__ import annotations
