@@ -10,6 +10,7 @@ which DuckDB runs twice as fast as one pass of many filtered aggregates.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import ibis
@@ -65,6 +66,13 @@ def _first_match(text: ir.StringValue, rules: tuple[tuple[str, str], ...], defau
     )
 
 
+def category_expr(text: ir.StringValue, aliases: Mapping[str, str]) -> ir.StringValue:
+    """:meth:`FeatureDefinition.category_key` in SQL: trimmed, lower-cased, aliases applied."""
+    key = text.strip().lower()
+    named = key.substitute(dict(aliases)) if aliases else key
+    return ibis.ifelse(key.length() == 0, ibis.null("string"), named)
+
+
 def lead_attribute_expr(leads: ir.Table, definition: FeatureDefinition) -> ir.Table:
     """lead_id plus the attribute and derived attribute features of each lead."""
     cols: dict[str, Any] = {"lead_id": leads.lead_id}
@@ -74,7 +82,7 @@ def lead_attribute_expr(leads: ir.Table, definition: FeatureDefinition) -> ir.Ta
         elif kind == "numeric":
             cols[name] = leads[name].cast("float64")
         else:
-            cols[name] = leads[name].cast("string")
+            cols[name] = category_expr(leads[name].cast("string"), definition.alias_map(name))
     title_col = definition.job_title_column
     if title_col:
         title = leads[title_col].cast("string") if title_col in leads.columns else None

@@ -114,6 +114,11 @@ class FeaturizeParams(_Section):
     windows_days: list[int] = Field(default_factory=lambda: [7, 30, 90])
     half_life_days: float = Field(14.0, gt=0)
     active_days_window: int = Field(90, ge=1)
+    category_aliases: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per attribute, spellings of one value: {country: {USA: United States}}; "
+        "case and surrounding spaces are ignored anyway",
+    )
     data_end: str | None = Field(None, description="end of the observed data; default: last ts")
     valid_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)

@@ -151,6 +151,7 @@ def featurize_dataset(
         employees_column=data.employees_column if data.employees_column in leads else None,
         has_events=has_events,
         has_created_at=has_created,
+        aliases=params.category_aliases,
     )
     notes: list[str] = []
     if data.format == "flat":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "BundleError",
     "ConfigError",
@@ -11,6 +13,7 @@ __all__ = [
     "ModelRegistryError",
     "PredictiveScoringError",
     "PromotionRefused",
+    "RequestProblem",
     "ScoringInputError",
 ]
 
@@ -41,12 +44,39 @@ class FeatureError(PredictiveScoringError):
 
 
 class ScoringInputError(PredictiveScoringError):
-    """A lead sent for scoring is malformed. ``field`` names the offending field."""
+    """A lead sent for scoring is refused. ``field`` names the offending field; ``loc`` its
+    place (FastAPI's ``["body", "leads", 3, "as_of"]`` for JSON, or the file and row)."""
 
-    def __init__(self, message: str, *, field: str | None = None, row: int | None = None) -> None:
+    status_code = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        row: int | None = None,
+        loc: Sequence[str | int] | None = None,
+        kind: str = "scoring_input",
+    ) -> None:
         self.field = field
         self.row = row
+        self.loc = list(loc) if loc is not None else (["body", field] if field else ["body"])
+        self.kind = kind
         super().__init__(message)
+
+    @property
+    def msg(self) -> str:
+        return str(self)
+
+
+class RequestProblem(ScoringInputError):
+    """A request the service refuses, with its HTTP status (401, 403, 415, 422, 503)."""
+
+    def __init__(
+        self, loc: Sequence[str | int], msg: str, kind: str, *, status_code: int = 422
+    ) -> None:
+        super().__init__(msg, field=str(loc[-1]) if loc else None, loc=loc, kind=kind)
+        self.status_code = status_code
 
 
 class BundleError(PredictiveScoringError):

@@ -36,6 +36,7 @@ __all__ = [
     "email_is_free",
     "employees_band",
     "encode_categories",
+    "normalise_aliases",
     "parse_number",
     "sql_lower",
     "title_function",
@@ -224,6 +225,8 @@ class FeatureDefinition:
     employees_column: str | None = None
     has_events: bool = True
     has_created_at: bool = True
+    # (attribute, ((alias, canonical), ...)): spellings of one value, keys already normalised.
+    aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     version: int = 1
     _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
@@ -239,6 +242,29 @@ class FeatureDefinition:
                 f"feature names collide: {dupes}; rename or exclude those attribute columns"
             )
         object.__setattr__(self, "_names", tuple(names))
+        object.__setattr__(self, "_alias", {name: dict(pairs) for name, pairs in self.aliases})
+
+    # --- categorical values -----------------------------------------------------------------
+    def category_key(self, name: str, value: object) -> str | None:
+        """A categorical value as the model knows it: case and surrounding spaces ignored, and
+        the attribute's aliases (``featurize.category_aliases``) applied. None when missing.
+
+        The batch executor states the same in SQL (:func:`batch.category_expr`); the parity
+        tests hold the two together.
+        """
+        text = category_text(value)
+        if text is None:
+            return None
+        key = sql_lower(text.strip(SQL_TRIM))
+        if not key:
+            return None
+        aliases: dict[str, dict[str, str]] = self._alias  # type: ignore[attr-defined]
+        found = aliases.get(name)
+        return found.get(key, key) if found else key
+
+    def alias_map(self, name: str) -> dict[str, str]:
+        """The aliases of one attribute (normalised alias -> normalised canonical value)."""
+        return dict(self._alias.get(name, {}))  # type: ignore[attr-defined]
 
     # --- names -----------------------------------------------------------------------------
     def type_slug(self, event_type: str) -> str:
@@ -306,6 +332,7 @@ class FeatureDefinition:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("_names")
+        data["aliases"] = {name: dict(pairs) for name, pairs in self.aliases}
         data["event_types"] = list(self.event_types)
         data["windows_days"] = list(self.windows_days)
         data["attributes"] = [list(a) for a in self.attributes]
@@ -325,6 +352,7 @@ class FeatureDefinition:
                 employees_column=data.get("employees_column"),
                 has_events=bool(data.get("has_events", True)),
                 has_created_at=bool(data.get("has_created_at", True)),
+                aliases=normalise_aliases(data.get("aliases") or {}),
                 version=int(data.get("version", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -345,6 +373,7 @@ def build_definition(
     employees_column: str | None,
     has_events: bool,
     has_created_at: bool,
+    aliases: Mapping[str, Mapping[str, str]] | None = None,
 ) -> FeatureDefinition:
     """Assemble the definition from what the data holds; attributes keep their given order."""
     reserved = {job_title_column, email_column}
@@ -362,7 +391,35 @@ def build_definition(
         employees_column=employees_column,
         has_events=has_events,
         has_created_at=has_created_at,
+        aliases=normalise_aliases(aliases or {}),
     )
+
+
+def _normal(text: str) -> str:
+    return sql_lower(text.strip(SQL_TRIM))
+
+
+def normalise_aliases(
+    aliases: Mapping[str, Mapping[str, str]],
+) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """Aliases as the definition keeps them: keys and values normalised, sorted, no chains.
+
+    ``{"country": {"US": "United States", "USA": "United States"}}`` maps ``us``, ``usa`` and
+    ``united states`` (in any case, with surrounding spaces) to ``united states``.
+    """
+    out = []
+    for name, mapping in sorted(aliases.items()):
+        pairs = {_normal(str(k)): _normal(str(v)) for k, v in mapping.items()}
+        for alias, canonical in pairs.items():
+            if canonical in pairs and pairs[canonical] != canonical:
+                raise FeatureError(
+                    f"category_aliases.{name}: '{alias}' maps to '{canonical}', which is itself "
+                    f"an alias of '{pairs[canonical]}'; map both straight to the final value"
+                )
+        kept = tuple(sorted((a, c) for a, c in pairs.items() if a != c))
+        if kept:
+            out.append((str(name), kept))
+    return tuple(out)
 
 
 def encode_categories(values: Sequence[object], levels: Sequence[str]) -> np.ndarray:

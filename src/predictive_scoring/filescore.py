@@ -1,90 +1,101 @@
-"""Batch scoring of CRM files through the same scorer as the service, written atomically."""
+"""Batch scoring of CRM files through the same reader, rules and scorer as everything else.
+
+The files are read as training reads them (:func:`predictive_scoring.read.read_table`, with the
+data section's missing-value markers), named by the data section's columns, admitted by
+:mod:`predictive_scoring.ingress` and written atomically, with a warnings column.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from predictive_scoring.errors import ScoringInputError
+from predictive_scoring.config import DataParams
+from predictive_scoring.errors import DataValidationError, ScoringInputError
+from predictive_scoring.ingress import SERVING, raw_from_frames, read_time_option
 from predictive_scoring.io import atomic_path
-from predictive_scoring.scoring import Scorer, batch_from_frames, epoch_seconds_of, results_frame
-from predictive_scoring.train import encode_frame
+from predictive_scoring.read import read_table
+from predictive_scoring.scoring import FRAME_LIMITS, Scorer, results_frame
 
-__all__ = ["metric_on_features", "read_any", "score_files"]
+__all__ = ["FileScoreSummary", "score_files"]
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 50_000
 
 
-def read_any(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a frame; errors name the file."""
-    if not path.exists():
-        raise ScoringInputError(f"{path}: file not found", field=str(path))
+@dataclass
+class FileScoreSummary:
+    """What a file scoring run did: leads per stage and the inputs the model never saw."""
+
+    n_leads: int = 0
+    stages: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+
+
+def _read(path: Path, data: DataParams) -> pd.DataFrame:
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            return pd.read_parquet(path)
-        # Every cell as text and only an empty cell missing, exactly as training reads a CSV
-        # (schema.read_table): no type guessing, so '007' stays '007' and 'None' a category.
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (OSError, ValueError) as exc:
-        raise ScoringInputError(f"{path}: cannot read it as CSV or Parquet ({exc})") from exc
+        return read_table(path, na_values=data.missing_values)
+    except DataValidationError as exc:  # one line: the reader names the file and the fix
+        raise ScoringInputError(exc.problems[0], field=str(path), loc=[str(path)]) from None
 
 
 def score_files(
     *,
+    scorer: Scorer,
     leads: Path,
     events: Path | None,
     output: Path,
-    bundle: Path,
+    data: DataParams | None = None,
     as_of: str | None = None,
-) -> int:
-    """Score every lead in ``leads`` (with ``events``) and write a CRM-importable CSV."""
-    scorer = Scorer.load(bundle)
-    lead_frame = read_any(leads)
-    lead_frame = lead_frame.astype(object).where(lead_frame.notna(), None)
-    event_frame = read_any(events) if events is not None else None
-    now = pd.Timestamp.now(tz="UTC")
-    when = pd.Timestamp(as_of) if as_of else now
-    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
-    now_s = int(when.timestamp())
-    if event_frame is not None and "ts" in event_frame.columns:
-        # checked once on the whole file, so an error names the row of the file, not of a chunk
-        epoch_seconds_of(event_frame["ts"], field="ts", source=str(events))
+    progress: Callable[[int, int], None] | None = None,
+) -> FileScoreSummary:
+    """Score every lead in ``leads`` (with ``events``) and write a CRM-importable CSV.
+
+    Column names come from ``data`` (the data section of params.yaml). Every lead is checked
+    before anything is scored, so an error names the file's row and nothing is written.
+    """
+    data = data or DataParams()
+    now = int(time.time())
+    if as_of is not None:
+        now = read_time_option(as_of, name="--as-of", policy=SERVING, now=now)
+    raw = raw_from_frames(
+        _read(leads, data),
+        _read(events, data) if events is not None else None,
+        source=str(leads),
+        events_source=str(events),
+        id_column=data.id_column,
+        created_column=data.created_column or "created_at",
+        event_id_column=data.id_column,
+        event_type_column=data.event_type_column,
+        event_time_column=data.event_time_column,
+    )
+    admitted = scorer.admit(raw, now=now, limits=FRAME_LIMITS)
+    summary = FileScoreSummary(n_leads=len(admitted.lead_ids))
     parts = []
-    for start in range(0, len(lead_frame), CHUNK):
-        chunk = lead_frame.iloc[start : start + CHUNK]
-        ev = None
-        if event_frame is not None:
-            ev = event_frame[event_frame["lead_id"].astype(str).isin(chunk["lead_id"].astype(str))]
-        batch, ids = batch_from_frames(
-            chunk, ev, now=now_s, source=str(leads), events_source=str(events)
+    for start in range(0, summary.n_leads, CHUNK):
+        stop = min(start + CHUNK, summary.n_leads)
+        results = scorer.score_batch(
+            admitted.batch.rows(start, stop),
+            admitted.lead_ids[start:stop],
+            warnings=admitted.warnings[start:stop],
         )
-        parts.append(results_frame(scorer.score_batch(batch, ids), version=scorer.version))
+        summary.stages.update(r.stage for r in results)
+        summary.warnings.update(f"{w.field}={w.value}" for r in results for w in r.warnings)
+        parts.append(results_frame(results, version=scorer.version))
+        if progress is not None:
+            progress(stop, summary.n_leads)
     out = pd.concat(parts, ignore_index=True) if parts else results_frame([], version="")
+    out = out.rename(columns={"lead_id": data.id_column})
     out["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with atomic_path(output) as tmp:
         out.to_csv(tmp, index=False)
-    logger.info("scored %d leads from %s -> %s", len(out), leads, output)
-    return len(out)
-
-
-def metric_on_features(scorer: Scorer, frame: pd.DataFrame, *, metric: str) -> float:
-    """A scorer's metric on already-featurised snapshots (the promotion test set)."""
-    X = encode_frame(frame, scorer.definition, scorer.levels)
-    p = scorer.predict_matrix(X)
-    y = frame["label"].to_numpy()
-    metrics = {
-        "roc_auc": lambda: roc_auc_score(y, p),
-        "pr_auc": lambda: average_precision_score(y, p),
-        "log_loss": lambda: log_loss(y, p, labels=[0, 1]),
-    }
-    if metric not in metrics:
-        raise ScoringInputError(
-            f"promote.metric '{metric}' is not one of {sorted(metrics)}", field="promote.metric"
-        )
-    return float(metrics[metric]())
+    logger.info("scored %d leads from %s -> %s", summary.n_leads, leads, output)
+    return summary

@@ -22,7 +22,6 @@ from predictive_scoring.features import (
     SENIORITY_FEATURE,
     FeatureDefinition,
     _as_float,
-    category_text,
     email_is_free,
     employees_band,
     title_function,
@@ -50,6 +49,18 @@ class LeadBatch:
     @property
     def size(self) -> int:
         return int(self.as_of.shape[0])
+
+    def rows(self, start: int, stop: int) -> LeadBatch:
+        """Leads ``start:stop`` with their events; the events must be in lead order."""
+        first, last = np.searchsorted(self.event_lead, [start, stop])
+        return LeadBatch(
+            attributes={k: v[start:stop] for k, v in self.attributes.items()},
+            as_of=self.as_of[start:stop],
+            created=self.created[start:stop],
+            event_lead=self.event_lead[first:last] - start,
+            event_type=self.event_type[first:last],
+            event_ts=self.event_ts[first:last],
+        )
 
 
 class OnlineExecutor:
@@ -87,8 +98,9 @@ class OnlineExecutor:
     def _encode(self, name: str, values: Sequence[object]) -> list[float]:
         """Level codes of a categorical column (NaN for missing or unseen)."""
         index = self._level_index[name]
-        texts = map(category_text, values)
-        return [math.nan if key is None else index.get(key, math.nan) for key in texts]
+        key = self.definition.category_key
+        texts = [key(name, v) for v in values]
+        return [math.nan if text is None else index.get(text, math.nan) for text in texts]
 
     def transform(self, batch: LeadBatch) -> np.ndarray:
         """Feature matrix (n_leads x n_features, float64, categoricals as level codes)."""

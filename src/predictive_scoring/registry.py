@@ -22,7 +22,7 @@ from predictive_scoring.errors import (
     ModelRegistryError,
     PromotionRefused,
 )
-from predictive_scoring.scoring import Scorer, batch_from_nested, results_frame
+from predictive_scoring.scoring import Scorer, score_nested
 
 __all__ = [
     "LeadScoringPyfunc",
@@ -90,9 +90,7 @@ class _PyfuncBase:
     scorer: Scorer
 
     def score_frame(self, model_input: pd.DataFrame) -> pd.DataFrame:
-        batch, ids = batch_from_nested(pd.DataFrame(model_input))
-        results = self.scorer.score_batch(batch, ids)
-        out = results_frame(results, version=self.scorer.version)
+        out = score_nested(self.scorer, pd.DataFrame(model_input))
         return out.drop(columns=["lead_id"])
 
 

@@ -1,6 +1,7 @@
 """The scorer: the model bundle on disk and the one scoring path behind every consumer.
 
-The service, the CRM file scorer and the MLflow pyfunc all call :meth:`Scorer.score_batch`, which
+Every input reaches it through :mod:`predictive_scoring.ingress` (:meth:`Scorer.admit`), and the
+service, the CRM file scorer and the MLflow pyfunc all call :meth:`Scorer.score_batch`, which
 runs the online executor, the LightGBM booster, the calibrator, the thresholds and the reasons.
 The bundle holds everything needed to score without MLflow (DESIGN section 5), with no pickle.
 """
@@ -21,13 +22,23 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-import orjson
 import pandas as pd
 
 from predictive_scoring.calibration import Calibrator
 from predictive_scoring.errors import BundleError, ScoringInputError
 from predictive_scoring.explain import feature_describers
 from predictive_scoring.features import FeatureDefinition
+from predictive_scoring.ingress import (
+    Admitted,
+    InputWarning,
+    LeadInput,
+    Limits,
+    ModelInputs,
+    RawLeads,
+    admit,
+    raw_from_lead_inputs,
+    raw_from_nested,
+)
 from predictive_scoring.online import LeadBatch, OnlineExecutor
 from predictive_scoring.rowpredict import RowPredictor
 from predictive_scoring.thresholds import (
@@ -41,17 +52,15 @@ from predictive_scoring.treeshap import TreeShap
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "FRAME_LIMITS",
     "LeadInput",
     "Reason",
     "ScoreResult",
     "Scorer",
-    "batch_from_frames",
-    "batch_from_nested",
-    "epoch_seconds_of",
     "probability_to_score",
     "results_frame",
+    "score_nested",
     "score_of",
-    "seconds_of_numbers",
 ]
 
 BUNDLE_FORMAT = 1
@@ -60,21 +69,10 @@ META_FILE = "bundle.json"
 # Up to this many rows LightGBM predicts on the calling thread: for a request of a few leads,
 # waking OpenMP workers costs more than the trees (and much more on a busy machine).
 SINGLE_THREAD_ROWS = 64
-# Pydantic's rule, kept by every path: a numeric timestamp over this magnitude is milliseconds.
-MILLISECONDS_ABOVE = 2e10
+# Files and frames are scored in chunks: no limit on leads or events, ids need not be unique.
+FRAME_LIMITS = Limits(max_leads=None, max_events_per_lead=None, unique_ids=False)
 # Reason sentences kept per loaded model (feature, value) before the memo starts afresh.
 _MAX_TEXTS = 100_000
-
-
-@dataclass(frozen=True)
-class LeadInput:
-    """One lead to score: attributes, events as (event_type, epoch seconds), times in seconds."""
-
-    lead_id: str
-    attributes: Mapping[str, object] = field(default_factory=dict)
-    events: Sequence[tuple[str, int]] = ()
-    created_at: float | None = None
-    as_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +93,7 @@ class ScoreResult:
     grade: str
     positive: list[Reason]
     negative: list[Reason]
+    warnings: list[InputWarning] = field(default_factory=list)
 
 
 def probability_to_score(p: np.ndarray) -> np.ndarray:
@@ -137,7 +136,8 @@ class Scorer:
         self.feature_names = definition.feature_names
         self._describers = feature_describers(definition, self.levels)
         self._texts: dict[tuple[int, float | None], str] = {}
-        self.input_columns = _input_columns(definition)
+        self.inputs = ModelInputs.of(definition, self.levels, self.metadata.get("inputs"))
+        self.input_columns = list(self.inputs.columns)
         # Exact SHAP from per-leaf tables; None (pred_contrib) for models they don't cover.
         self.tree_shap = TreeShap.from_booster(booster)
         self._row_predictor = RowPredictor.for_booster(booster)
@@ -255,37 +255,9 @@ class Scorer:
         contrib = self.booster.predict(X, pred_contrib=True, num_threads=_threads_for(X))
         return np.asarray(contrib)[:, :-1]
 
-    def to_batch(self, leads: Sequence[LeadInput], *, now: int | None = None) -> LeadBatch:
-        """Arrange leads into the executor's columnar batch; as_of defaults to ``now``."""
-        now_s = int(time.time()) if now is None else int(now)
-        n = len(leads)
-        columns: dict[str, list[object]] = {
-            name: [lead.attributes.get(name) for lead in leads] for name in self.input_columns
-        }
-        as_of = np.fromiter(
-            (lead.as_of if lead.as_of is not None else now_s for lead in leads),
-            dtype=np.int64,
-            count=n,
-        )
-        created = np.fromiter(
-            (math.nan if lead.created_at is None else lead.created_at for lead in leads),
-            dtype=np.float64,
-            count=n,
-        )
-        sizes = [len(lead.events) for lead in leads]
-        event_lead = np.repeat(np.arange(n, dtype=np.int64), sizes)
-        event_type = [e[0] for lead in leads for e in lead.events]
-        event_ts = np.fromiter(
-            (e[1] for lead in leads for e in lead.events), dtype=np.int64, count=sum(sizes)
-        )
-        return LeadBatch(
-            attributes=columns,
-            as_of=as_of,
-            created=created,
-            event_lead=event_lead,
-            event_type=event_type,
-            event_ts=event_ts,
-        )
+    def admit(self, raw: RawLeads, *, now: int | None = None, limits: Limits) -> Admitted:
+        """Raw leads through the input rules (:func:`ingress.admit`) against this model."""
+        return admit(raw, self.inputs, limits=limits, now=int(time.time()) if now is None else now)
 
     def score_batch(
         self,
@@ -293,6 +265,7 @@ class Scorer:
         lead_ids: Sequence[str],
         *,
         n_reasons: int = 3,
+        warnings: Sequence[list[InputWarning]] | None = None,
     ) -> list[ScoreResult]:
         """Score a columnar batch: one vectorised pass for features, model and reasons."""
         if len(lead_ids) != batch.size:
@@ -333,16 +306,29 @@ class Scorer:
                 grade=grades[i],
                 positive=positives[i],
                 negative=negatives[i],
+                warnings=warnings[i] if warnings is not None else [],
             )
             for i in range(batch.size)
         ]
 
     def score(
-        self, leads: Sequence[LeadInput], *, now: int | None = None, n_reasons: int = 3
+        self,
+        leads: Sequence[LeadInput],
+        *,
+        now: int | None = None,
+        n_reasons: int = 3,
+        limits: Limits = FRAME_LIMITS,
     ) -> list[ScoreResult]:
-        """Score leads given as :class:`LeadInput` records."""
-        batch = self.to_batch(leads, now=now)
-        return self.score_batch(batch, [lead.lead_id for lead in leads], n_reasons=n_reasons)
+        """Score leads given in Python, through the same input rules as every other path."""
+        return self.score_admitted(
+            self.admit(raw_from_lead_inputs(leads), now=now, limits=limits), n_reasons=n_reasons
+        )
+
+    def score_admitted(self, admitted: Admitted, *, n_reasons: int = 3) -> list[ScoreResult]:
+        """Score leads that passed the input rules; each result carries its lead's warnings."""
+        return self.score_batch(
+            admitted.batch, admitted.lead_ids, n_reasons=n_reasons, warnings=admitted.warnings
+        )
 
     def _reasons(
         self, X: np.ndarray, contrib: np.ndarray, k: int
@@ -395,252 +381,15 @@ class Scorer:
         return found
 
 
-def _input_columns(definition: FeatureDefinition) -> list[str]:
-    """The attribute names a batch needs: the model's attributes and the derived inputs."""
-    wanted = [name for name, _ in definition.attributes]
-    for extra in (
-        definition.job_title_column,
-        definition.email_column,
-        definition.employees_column,
-    ):
-        if extra and extra not in wanted:
-            wanted.append(extra)
-    return wanted
-
-
 def _threads_for(X: np.ndarray) -> int:
     """LightGBM ``num_threads`` for a matrix: 1 for a few rows, else its default (0)."""
     return 1 if X.shape[0] <= SINGLE_THREAD_ROWS else 0
 
 
-def seconds_of_numbers(values: np.ndarray) -> np.ndarray:
-    """Whole epoch seconds (floored) of numeric timestamps, by the service's rule.
-
-    The HTTP service reads a number the way pydantic does: epoch seconds, or milliseconds when
-    its magnitude is over 2e10 (JavaScript's ``Date.now()`` and several CRMs send milliseconds).
-    Every other path reads numbers through this function so a lead scores alike everywhere.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    return np.floor(np.where(np.abs(v) > MILLISECONDS_ABOVE, v / 1000.0, v))
-
-
-def _numbers(texts: pd.Series) -> np.ndarray:
-    """Texts as float64 numbers (NaN where a text is no number), as training's to_numeric."""
-    values = pd.to_numeric(texts, errors="coerce")
-    return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
-def epoch_seconds_of(values: pd.Series, *, field: str, source: str = "input") -> np.ndarray:
-    """Whole UTC epoch seconds, floored, of a column of timestamps (NaN where missing).
-
-    Texts are ISO 8601 (naive means UTC); numbers follow :func:`seconds_of_numbers`, also in a
-    column that mixes both. Raises :class:`ScoringInputError` naming the field and the first
-    bad row.
-    """
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return seconds_of_numbers(values.to_numpy(dtype=np.float64, na_value=np.nan))
-    n = len(values)
-    out = np.full(n, math.nan)
-    at = np.arange(n)  # the positions of the texts in ``values``
-    if values.dtype == object:
-        numeric = np.fromiter(map(_is_number, values), dtype=bool, count=n)
-        if numeric.any():
-            out[numeric] = seconds_of_numbers(values.to_numpy()[numeric].astype(np.float64))
-            at = np.flatnonzero(~numeric)
-    texts = values if at.size == n else values.iloc[at]
-    # A number written as text is a number, as the service (pydantic) reads it: CSV cells
-    # arrive as text, and '20250301' or '-1' would otherwise be taken for ISO dates. Only texts
-    # made of number characters go through to_numeric (ISO date-times have a 'T' or ':').
-    stripped = texts.astype("string").str.strip()
-    given = (stripped != "").to_numpy(dtype=bool, na_value=False)
-    spelled = np.flatnonzero(
-        (stripped.str.strip("0123456789+-.eE") == "").to_numpy(dtype=bool, na_value=False) & given
-    )
-    if spelled.size:
-        numbers = _numbers(stripped.iloc[spelled])
-        found = np.isfinite(numbers)
-        out[at[spelled[found]]] = seconds_of_numbers(numbers[found])
-        keep = np.ones(at.size, dtype=bool)
-        keep[spelled[found]] = False
-        at, texts, given = at[keep], texts[keep], given[keep]
-    parsed = pd.to_datetime(texts, utc=True, errors="coerce", format="ISO8601")
-    missing = parsed.isna().to_numpy()
-    bad = np.flatnonzero(missing & given)
-    if bad.size:
-        row = int(at[bad[0]])
-        raise ScoringInputError(
-            f"{source}: column '{field}' row {row + 1}: cannot parse {values.iloc[row]!r} as a "
-            "timestamp; use ISO 8601 such as 2025-03-01T12:00:00Z or epoch seconds",
-            field=field,
-            row=row + 1,
-        )
-    ok = ~missing
-    out[at[ok]] = parsed[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    return out
-
-
-def _lead_columns(
-    leads: pd.DataFrame,
-    *,
-    now: int | None,
-    source: str,
-    id_column: str,
-    created_column: str,
-    as_of_column: str,
-    skip: Sequence[str] = (),
-) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[object]]]:
-    """Lead ids, as_of and created_at in epoch seconds, and the attribute columns of a frame."""
-    if id_column not in leads.columns:
-        raise ScoringInputError(
-            f"{source}: required column '{id_column}' is missing", field=id_column
-        )
-    lead_ids = leads[id_column].astype(str).tolist()
-    n = len(leads)
-    now_s = int(time.time()) if now is None else int(now)
-    if as_of_column in leads.columns:
-        as_of_f = epoch_seconds_of(leads[as_of_column], field=as_of_column, source=source)
-        as_of = np.where(np.isnan(as_of_f), now_s, as_of_f).astype(np.int64)
-    else:
-        as_of = np.full(n, now_s, dtype=np.int64)
-    if created_column in leads.columns:
-        created = epoch_seconds_of(leads[created_column], field=created_column, source=source)
-    else:
-        created = np.full(n, math.nan)
-    attributes = {
-        c: leads[c].astype(object).where(leads[c].notna(), None).tolist()
-        for c in leads.columns
-        if c not in (id_column, created_column, as_of_column, "events", *skip)
-    }
-    return lead_ids, as_of, created, attributes
-
-
-def batch_from_frames(
-    leads: pd.DataFrame,
-    events: pd.DataFrame | None,
-    *,
-    now: int | None = None,
-    source: str = "leads",
-    events_source: str = "events",
-    id_column: str = "lead_id",
-    created_column: str = "created_at",
-    as_of_column: str = "as_of",
-) -> tuple[LeadBatch, list[str]]:
-    """A columnar batch from a leads frame and an optional events frame (vectorised)."""
-    lead_ids, as_of, created, attributes = _lead_columns(
-        leads,
-        now=now,
-        source=source,
-        id_column=id_column,
-        created_column=created_column,
-        as_of_column=as_of_column,
-    )
-    rows, types, ts = np.empty(0), [], np.empty(0)
-    if events is not None and len(events):
-        for col in ("lead_id", "event_type", "ts"):
-            if col not in events.columns:
-                raise ScoringInputError(f"events: required column '{col}' is missing", field=col)
-        row_of = pd.Series(np.arange(len(lead_ids)), index=pd.Index(lead_ids))
-        if not row_of.index.is_unique:
-            dupes = row_of.index[row_of.index.duplicated()].unique()[:5].tolist()
-            raise ScoringInputError(f"{source}: duplicate lead ids {dupes}", field=id_column)
-        rows = row_of.reindex(events["lead_id"].astype(str)).to_numpy(dtype=np.float64)
-        types = events["event_type"].astype(str).tolist()
-        ts = epoch_seconds_of(events["ts"], field="ts", source=events_source)
-    return _assemble(lead_ids, as_of, created, attributes, rows=rows, types=types, ts=ts)
-
-
-def batch_from_nested(
-    leads: pd.DataFrame,
-    *,
-    events_column: str = "events",
-    now: int | None = None,
-    source: str = "model input",
-    id_column: str = "lead_id",
-    created_column: str = "created_at",
-    as_of_column: str = "as_of",
-) -> tuple[LeadBatch, list[str]]:
-    """A columnar batch from one frame whose ``events_column`` holds each lead's own events.
-
-    A cell is JSON text or a list of mappings, each with ``event_type`` and ``ts`` (ISO 8601 or
-    epoch seconds); an empty or missing cell is a lead without events. The events are flattened
-    in one pass, never through a frame of their own, and stay with their row (so lead ids need
-    not be unique). What :func:`batch_from_frames` does with the events frame is done here with
-    the same rules: events without a timestamp are left out, unknown types are ignored later.
-    """
-    lead_ids, as_of, created, attributes = _lead_columns(
-        leads,
-        now=now,
-        source=source,
-        id_column=id_column,
-        created_column=created_column,
-        as_of_column=as_of_column,
-        skip=(events_column,),
-    )
-    sizes: list[int] = []
-    types: list[object] = []
-    stamps: list[object] = []
-    cells = leads[events_column].tolist() if events_column in leads.columns else []
-    for row, cell in enumerate(cells):
-        try:
-            items = _event_items(cell)
-            types += [item.get("event_type") for item in items]
-            stamps += [item.get("ts") for item in items]
-        except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
-            raise ScoringInputError(
-                f"{source}: column '{events_column}' row {row + 1}: expected a JSON list of "
-                f'objects such as [{{"event_type": "web_visit", "ts": "2025-03-01T12:00:00Z"}}], '
-                f"got {str(cell)[:80]!r} ({exc})",
-                field=events_column,
-                row=row + 1,
-            ) from exc
-        sizes.append(len(items))
-    ts = epoch_seconds_of(pd.Series(stamps), field="ts", source=f"{source} events")
-    rows = np.repeat(np.arange(len(sizes), dtype=np.float64), sizes)
-    return _assemble(lead_ids, as_of, created, attributes, rows=rows, types=types, ts=ts)
-
-
-def _assemble(
-    lead_ids: list[str],
-    as_of: np.ndarray,
-    created: np.ndarray,
-    attributes: dict[str, list[object]],
-    *,
-    rows: np.ndarray,
-    types: Sequence[object],
-    ts: np.ndarray,
-) -> tuple[LeadBatch, list[str]]:
-    """The batch, keeping the events whose lead row and timestamp are known (not NaN)."""
-    known = ~np.isnan(rows) & ~np.isnan(ts)
-    batch = LeadBatch(
-        attributes=attributes,
-        as_of=as_of,
-        created=created,
-        event_lead=rows[known].astype(np.int64),
-        event_type=[str(t) for t, k in zip(types, known.tolist(), strict=True) if k],
-        event_ts=ts[known].astype(np.int64),
-    )
-    return batch, lead_ids
-
-
-def _event_items(cell: object) -> Sequence[Any]:
-    """One cell of a nested events column as a list of mappings ([] when empty or missing)."""
-    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
-        return []
-    if isinstance(cell, str | bytes):
-        if not cell.strip():
-            return []
-        items = orjson.loads(cell)
-    else:
-        items = list(cell)  # type: ignore[call-overload]
-    if not isinstance(items, list):
-        raise TypeError(f"a JSON {type(items).__name__}, not a list")
-    return items
+def score_nested(scorer: Scorer, leads: pd.DataFrame, *, now: int | None = None) -> pd.DataFrame:
+    """The pyfunc's scoring: one frame with a nested events column in, the results table out."""
+    admitted = scorer.admit(raw_from_nested(leads), now=now, limits=FRAME_LIMITS)
+    return results_frame(scorer.score_admitted(admitted), version=scorer.version)
 
 
 def results_frame(results: Sequence[ScoreResult], *, version: str) -> pd.DataFrame:
@@ -648,6 +397,9 @@ def results_frame(results: Sequence[ScoreResult], *, version: str) -> pd.DataFra
 
     def text(reasons: list[Reason]) -> str:
         return "; ".join(f"{r.text} ({r.impact:+.2f})" for r in reasons)
+
+    def warned(warnings: list[InputWarning]) -> str:
+        return "; ".join(f"{w.field}={w.value!r}: {w.action}" for w in warnings)
 
     return pd.DataFrame(
         {
@@ -658,6 +410,7 @@ def results_frame(results: Sequence[ScoreResult], *, version: str) -> pd.DataFra
             "grade": [r.grade for r in results],
             "top_positive_reasons": [text(r.positive) for r in results],
             "top_negative_reasons": [text(r.negative) for r in results],
+            "warnings": [warned(r.warnings) for r in results],
             "model_version": version,
         }
     )

@@ -22,6 +22,7 @@ from predictive_scoring.calibration import Calibrator, fit_calibrator
 from predictive_scoring.config import TrainParams
 from predictive_scoring.errors import BundleError, FeatureError
 from predictive_scoring.features import FeatureDefinition, encode_categories
+from predictive_scoring.ingress import input_profile
 from predictive_scoring.io import read_json, write_json
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class TrainingResult:
     raw: dict[str, np.ndarray] = field(default_factory=dict)
     calibrated: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, list[str]] = field(default_factory=dict)
 
     def importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, highest gain first."""
@@ -227,6 +229,7 @@ def train_model(
         raw=raw,
         calibrated=calibrated,
         labels=labels,
+        inputs=input_profile(frames["train"], definition),
     )
 
 
@@ -243,6 +246,7 @@ def write_staging(
         "levels": result.levels,
         "calibrator": result.calibrator.to_dict(),
         "definition": definition.to_dict(),
+        "inputs": result.inputs,
     }
     write_json(out / STAGING_TRAINING, training)
 
@@ -277,7 +281,7 @@ def staging_scorer(
         booster=booster,
         calibrator=Calibrator.from_dict(training["calibrator"]),
         thresholds=thresholds or Thresholds(mql=0.0, sql=1.0, base_rate=0.0, method=unchosen),
-        metadata=metadata,
+        metadata={"inputs": training.get("inputs", {}), **(metadata or {})},
     )
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN_KEY, API_KEY, error_names, make_settings, post_case
 from fastapi.testclient import TestClient
+from tests.service_cases import ADMIN_KEY, API_KEY, error_names, make_settings, post_case
 
 from predictive_scoring.errors import BundleError, ConfigError
 from predictive_scoring.online import LeadBatch
@@ -101,10 +101,10 @@ def test_a_batch_is_scored_in_one_scorer_call(
 
     class CountingScorer(Scorer):
         def score_batch(
-            self, batch: LeadBatch, lead_ids: Sequence[str], *, n_reasons: int = 3
+            self, batch: LeadBatch, lead_ids: Sequence[str], **kw: Any
         ) -> list[ScoreResult]:
             calls.append(batch.size)
-            return super().score_batch(batch, lead_ids, n_reasons=n_reasons)
+            return super().score_batch(batch, lead_ids, **kw)
 
     def load(settings: Settings) -> Scorer:
         s = Scorer.load(settings.bundle_dir)

@@ -16,12 +16,13 @@ from mlflow import MlflowClient
 from predictive_scoring.config import load_params
 from predictive_scoring.errors import PromotionRefused
 from predictive_scoring.evaluate import evaluate_predictions
+from predictive_scoring.ingress import raw_from_frames
 from predictive_scoring.registry import (
     load_registered_scorer,
     promote_challenger,
     pyfunc_input_frame,
 )
-from predictive_scoring.scoring import Scorer, batch_from_frames
+from predictive_scoring.scoring import FRAME_LIMITS, Scorer
 from predictive_scoring.thresholds import choose_thresholds
 from predictive_scoring.train import encode_frame
 from tests.projects import REPO, make_project, run, score_file
@@ -184,7 +185,10 @@ def test_mlflow_holds_the_run_and_a_registered_version(project: Path) -> None:
 def test_bundle_pyfunc_and_online_give_the_same_probability(project: Path) -> None:
     leads, events = sample_leads(project)
     bundle = Scorer.load(project / "models/lead-scoring")
-    batch, ids = batch_from_frames(leads.assign(as_of=AS_OF), events)
+    admitted = bundle.admit(
+        raw_from_frames(leads.assign(as_of=AS_OF), events), limits=FRAME_LIMITS
+    )
+    batch, ids = admitted.batch, admitted.lead_ids
     from_bundle = np.array([r.probability for r in bundle.score_batch(batch, ids)])
     online = bundle.predict_matrix(bundle.executor.transform(batch))
 
@@ -207,8 +211,10 @@ def test_file_scorer_matches_the_bundle(project: Path, tmp_path: Path) -> None:
     assert list(scored.columns[:5]) == ["lead_id", "probability", "score", "stage", "grade"]
     assert {"top_positive_reasons", "model_version", "scored_at"} <= set(scored.columns)
     bundle = Scorer.load(project / "models/lead-scoring")
-    batch, ids = batch_from_frames(leads.assign(as_of=AS_OF), events)
-    expected = [r.probability for r in bundle.score_batch(batch, ids)]
+    admitted = bundle.admit(
+        raw_from_frames(leads.assign(as_of=AS_OF), events), limits=FRAME_LIMITS
+    )
+    expected = [r.probability for r in bundle.score_admitted(admitted)]
     np.testing.assert_allclose(scored["probability"].to_numpy(), expected, atol=1e-12)
     assert scored["score"].between(1, 99).all()
     assert set(scored["stage"]) <= {"SQL", "MQL", "nurture"}

@@ -14,9 +14,10 @@ from predictive_scoring.batch import connect_duckdb
 from predictive_scoring.calibration import Calibrator
 from predictive_scoring.config import DataParams, FeaturizeParams, TrainParams
 from predictive_scoring.dataset import featurize_dataset
+from predictive_scoring.ingress import raw_from_frames
 from predictive_scoring.registry import log_bundle_model, pyfunc_input_frame
 from predictive_scoring.schema import RawData
-from predictive_scoring.scoring import Scorer, batch_from_frames
+from predictive_scoring.scoring import FRAME_LIMITS, Scorer
 from predictive_scoring.thresholds import Thresholds
 from predictive_scoring.train import train_model
 
@@ -77,8 +78,11 @@ def model_input(demo_raw: RawData) -> tuple[pd.DataFrame, pd.DataFrame]:
 def expected(scorer: Scorer, model_input: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
     """Scorer.score_batch on the same leads, events and as_of: the numbers Spark must give."""
     frame, events = model_input
-    batch, ids = batch_from_frames(frame.drop(columns=["events"]), events)
-    results = scorer.score_batch(batch, ids, n_reasons=0)
+    admitted = scorer.admit(
+        raw_from_frames(frame.drop(columns=["events"]), events), limits=FRAME_LIMITS
+    )
+    ids = admitted.lead_ids
+    results = scorer.score_admitted(admitted, n_reasons=0)
     want = pd.DataFrame(
         {
             "probability": [r.probability for r in results],

@@ -268,7 +268,8 @@ def random_funnel(seed: int, n: int = 60, m: int = 1500) -> tuple[pd.DataFrame, 
         {
             "lead_id": [f"L{i:03d}" for i in range(n)],
             "created_s": T0 + rng.integers(0, 200 * DAY, n),
-            "industry": rng.choice(["software", "retail", "mining", None], n),
+            # spellings of one value: case and surrounding spaces never count, on either executor
+            "industry": rng.choice(["software", " Software", "RETAIL\t", "mining", None], n),
             "employees": rng.choice([3.0, 40.0, 300.0, 7000.0, np.nan], n),
             "job_title": rng.choice(["VP of Marketing", "Director IT", "cto", None, "intern"], n),
             "email": rng.choice(["a@gmail.com", "b@acme.com", None, "bad"], n),

@@ -9,11 +9,40 @@ import pandas as pd
 import pytest
 
 from predictive_scoring.errors import ScoringInputError
+from predictive_scoring.features import build_definition
+from predictive_scoring.ingress import (
+    ModelInputs,
+    RawLeads,
+    admit,
+    raw_from_frames,
+    raw_from_nested,
+    read_seconds,
+)
 from predictive_scoring.online import LeadBatch
-from predictive_scoring.scoring import batch_from_frames, batch_from_nested, epoch_seconds_of
+from predictive_scoring.scoring import FRAME_LIMITS
 
 NOW = 1_750_000_000
 TYPES = ["web_visit", "pricing_page_view", "demo_request", "noise"]
+INPUTS = ModelInputs.of(
+    build_definition(
+        event_types=TYPES[:3],
+        attribute_types={"industry": "categorical", "employees": "numeric"},
+        windows_days=[7],
+        half_life_days=7,
+        active_days_window=7,
+        job_title_column=None,
+        email_column=None,
+        employees_column=None,
+        has_events=True,
+        has_created_at=True,
+    ),
+    {"industry": ["software", "retail"]},
+)
+
+
+def _admitted(raw: RawLeads) -> tuple[LeadBatch, list[str]]:
+    got = admit(raw, INPUTS, limits=FRAME_LIMITS, now=NOW)
+    return got.batch, got.lead_ids
 
 
 def _iso(seconds: int) -> str:
@@ -66,10 +95,10 @@ def assert_same(a: LeadBatch, b: LeadBatch) -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_nested_events_give_the_batch_of_an_events_frame(seed: int, as_lists: bool) -> None:
     leads, events = funnel(seed)
-    want, want_ids = batch_from_frames(leads, events, now=NOW)
-    got, got_ids = batch_from_nested(nest(leads, events, as_lists=as_lists), now=NOW)
+    want, want_ids = _admitted(raw_from_frames(leads, events))
+    got, got_ids = _admitted(raw_from_nested(nest(leads, events, as_lists=as_lists)))
     assert got_ids == want_ids
-    assert len(got.event_type) == len(events) > 0
+    assert len(got.event_type) == (events["event_type"] != "noise").sum() > 0
     assert_same(got, want)
 
 
@@ -80,7 +109,7 @@ def test_empty_and_missing_cells_are_leads_without_events() -> None:
             "events": ["[]", None, "", '[{"event_type": "web_visit", "ts": 1749990000}]'],
         }
     )
-    batch, ids = batch_from_nested(frame, now=NOW)
+    batch, ids = _admitted(raw_from_nested(frame))
     assert ids == ["a", "b", "c", "d"]
     assert batch.event_lead.tolist() == [3] and batch.event_ts.tolist() == [1_749_990_000]
     assert batch.as_of.tolist() == [NOW] * 4
@@ -92,14 +121,14 @@ def test_empty_and_missing_cells_are_leads_without_events() -> None:
     [
         ('[{"event_type": "web_visit", "ts": ', "unexpected"),
         ('{"event_type": "web_visit"}', "not a list"),
-        ('["web_visit"]', "get"),
+        ('["web_visit"]', "list of objects"),
     ],
 )
 def test_a_malformed_events_cell_names_the_column_and_row(cell: str, why: str) -> None:
     frame = pd.DataFrame({"lead_id": ["a", "b"], "events": ["[]", cell]})
     with pytest.raises(ScoringInputError, match=r"column 'events' row 2") as info:
-        batch_from_nested(frame, now=NOW)
-    assert (info.value.field, info.value.row) == ("events", 2)
+        raw_from_nested(frame)
+    assert info.value.loc == [2, "events"]
     assert why in str(info.value).lower()
 
 
@@ -107,12 +136,12 @@ def test_a_bad_event_timestamp_names_the_field() -> None:
     frame = pd.DataFrame(
         {"lead_id": ["a"], "events": ['[{"event_type": "web_visit", "ts": "last tuesday"}]']}
     )
-    with pytest.raises(ScoringInputError, match=r"'ts' row 1.*ISO 8601") as info:
-        batch_from_nested(frame, now=NOW)
-    assert info.value.field == "ts"
+    with pytest.raises(ScoringInputError, match=r"'events' row 1.*ISO 8601") as info:
+        _admitted(raw_from_nested(frame))
+    assert info.value.field == "events"
 
 
 @pytest.mark.parametrize("dtype", ["Int64", "int64[pyarrow]", "float64"])
 def test_nullable_epoch_columns_keep_their_gaps(dtype: str) -> None:
-    got = epoch_seconds_of(pd.Series([1_700_000_000, None], dtype=dtype), field="created_at")
-    assert got[0] == 1_700_000_000 and np.isnan(got[1])
+    got, bad = read_seconds(pd.Series([1_700_000_000, None], dtype=dtype))
+    assert got[0] == 1_700_000_000 and np.isnan(got[1]) and not bad.any()

@@ -181,14 +181,14 @@ def test_kernels_compile_without_a_writable_cache(tmp_path: Path) -> None:
     script = (
         "import numpy as np, lightgbm as lgb\n"
         "from predictive_scoring.treeshap import TreeShap\n"
-        "from predictive_scoring.serve.lean import parse_epoch_seconds\n"
+        "from predictive_scoring.ingress import read_seconds\n"
         "rng = np.random.default_rng(0)\n"
         "X = rng.normal(size=(300, 4)); y = (X[:, 0] > 0).astype(int)\n"
         "b = lgb.train({'objective': 'binary', 'verbose': -1, 'num_leaves': 4},"
         " lgb.Dataset(X, y), 5)\n"
         "got = TreeShap.from_booster(b).contributions(X)\n"
         "assert np.abs(got - b.predict(X, pred_contrib=True)[:, :-1]).max() < 1e-9\n"
-        "assert parse_epoch_seconds(['1970-01-02T00:00:00Z'] * 3).tolist() == [86400] * 3\n"
+        "assert read_seconds(['1970-01-02T00:00:00Z'] * 3)[0].tolist() == [86400.0] * 3\n"
         "print('ok')\n"
     )
     # A locator list that matches nothing here: numba refuses cache=True as on a read-only

@@ -8,18 +8,22 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
 
+from predictive_scoring.ingress import warm_up
 from predictive_scoring.io import setup_logging
 from predictive_scoring.model_source import BUNDLE_ENV, TRACKING_ENV, ModelChoice, choose_model
 from predictive_scoring.scoring import Scorer
+from predictive_scoring.serve.deps import limits_of
 from predictive_scoring.serve.handlers import install_handlers
-from predictive_scoring.serve.lean import LeanScoreMiddleware, warm_up
 from predictive_scoring.serve.metrics import MetricsMiddleware, ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.routes import admin, health, metrics, model, scores
-from predictive_scoring.serve.security import AuthMiddleware, KeyChecker
+from predictive_scoring.serve.schemas import BatchRequest, LeadIn
+from predictive_scoring.serve.security import KeyChecker
 from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHolder, ScorerLoader
 
@@ -107,6 +111,25 @@ async def _keep_loaded(holder: ModelHolder, service_metrics: ServiceMetrics) -> 
             return
 
 
+def _document_bodies(app: FastAPI) -> None:
+    """Put the request models in the OpenAPI components: the score routes read their bodies
+    themselves (see :mod:`~predictive_scoring.serve.decode`) and refer to them by name."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            _, defs = models_json_schema(
+                [(LeadIn, "validation"), (BatchRequest, "validation")],
+                ref_template="#/components/schemas/{model}",
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_scorer) -> FastAPI:
     """Build the scoring service; without an API key it refuses unless anonymous is allowed."""
     settings = settings or Settings()
@@ -138,6 +161,8 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
+    app.state.keys = checker
+    app.state.limits = limits_of(settings)
     app.state.metrics = service_metrics
     app.state.holder = holder
     install_handlers(app)
@@ -153,9 +178,6 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         app.include_router(router, prefix=prefix)
         paths.update(prefix + getattr(route, "path", "") for route in router.routes)
 
-    app.add_middleware(
-        LeanScoreMiddleware, holder=holder, settings=settings, metrics=service_metrics
-    )
-    app.add_middleware(AuthMiddleware, checker=checker, metrics_public=settings.metrics_public)
+    _document_bodies(app)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics, paths=frozenset(paths))
     return app

@@ -1,4 +1,4 @@
-"""Typed dependencies: the settings, the metrics, the holder and the model for this request.
+"""Typed dependencies: the caller's key, the settings, the metrics, the holder and the model.
 
 They are ``async`` because they never block: FastAPI then runs them on the event loop instead
 of paying a thread-pool hop for each.
@@ -6,30 +6,49 @@ of paying a thread-pool hop for each.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
-from predictive_scoring.serve.convert import RequestProblem
+from predictive_scoring.errors import RequestProblem
+from predictive_scoring.ingress import SERVING, Limits
 from predictive_scoring.serve.metrics import ServiceMetrics
-from predictive_scoring.serve.security import API_KEY_HEADER, BEARER
+from predictive_scoring.serve.security import API_KEY_HEADER, BEARER, KeyChecker, presented_key
 from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHandle, ModelHolder
 
 __all__ = [
+    "AdminOnly",
     "Authenticated",
     "CurrentModel",
     "Holder",
     "Metrics",
+    "ServiceLimits",
     "ServiceSettings",
-    "documented_auth",
+    "limits_of",
+    "require_client",
 ]
 
 
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def get_limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The settings' values in the ingress's one set of limits."""
+    return Limits(
+        max_leads=settings.max_batch,
+        max_events_per_lead=settings.max_events_per_lead,
+        times=replace(SERVING, skew_seconds=settings.clock_skew_seconds),
+    )
 
 
 async def get_metrics(request: Request) -> ServiceMetrics:
@@ -55,15 +74,52 @@ async def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> Mode
     return handle
 
 
-async def documented_auth(
+async def _role(
+    request: Request,
+    api_key: str | None,
+    bearer: HTTPAuthorizationCredentials | None,
+) -> str:
+    checker: KeyChecker = request.app.state.keys
+    role = checker.role(presented_key(api_key, bearer.credentials if bearer else None))
+    if role is None:
+        raise RequestProblem(
+            ["header", "X-API-Key"],
+            "missing or invalid API key: send it in the X-API-Key header or as "
+            "'Authorization: Bearer <key>'",
+            "unauthorized",
+            status_code=401,
+        )
+    return role
+
+
+async def require_client(
+    request: Request,
     api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> None:
-    """Declares the key schemes in OpenAPI; :class:`AuthMiddleware` has already checked them."""
+    """Any valid key (client or admin), checked before the route reads the body."""
+    await _role(request, api_key, bearer)
+
+
+async def require_admin(
+    request: Request,
+    api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> None:
+    """An admin key (or anonymous mode)."""
+    if await _role(request, api_key, bearer) == "client":
+        raise RequestProblem(
+            ["header", "X-API-Key"],
+            "this endpoint needs an admin key",
+            "forbidden",
+            status_code=403,
+        )
 
 
 ServiceSettings = Annotated[Settings, Depends(get_settings)]
+ServiceLimits = Annotated[Limits, Depends(get_limits)]
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 Holder = Annotated[ModelHolder, Depends(get_holder)]
 CurrentModel = Annotated[ModelHandle, Depends(get_model)]
-Authenticated = Depends(documented_auth)
+Authenticated = Depends(require_client)
+AdminOnly = Depends(require_admin)

@@ -17,7 +17,7 @@ from predictive_scoring.errors import (
     PredictiveScoringError,
     ScoringInputError,
 )
-from predictive_scoring.serve.convert import RequestProblem
+from predictive_scoring.serve.metrics import ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 
 __all__ = ["install_handlers", "status_of"]
@@ -30,33 +30,39 @@ def _error(status: int, loc: list[Any], msg: str, kind: str) -> OrjsonResponse:
 
 
 def status_of(exc: PredictiveScoringError) -> int:
-    """HTTP status for a project error: client input 422, model unavailable 503, else 500."""
-    if isinstance(exc, ScoringInputError | DataValidationError):
+    """HTTP status of a project error: its own for refused input, 503 without a model, else 500."""
+    if isinstance(exc, ScoringInputError):
+        return exc.status_code
+    if isinstance(exc, DataValidationError):
         return 422
     if isinstance(exc, BundleError | ModelRegistryError):
         return 503
     return 500
 
 
+def _count_refused(request: Request, kind: str) -> None:
+    metrics: ServiceMetrics = request.app.state.metrics
+    metrics.refused.labels(kind).inc()
+
+
 async def _project_error(request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, PredictiveScoringError)
     status = status_of(exc)
     if isinstance(exc, ScoringInputError):
-        loc: list[Any] = ["body", exc.field] if exc.field else ["body"]
-        return _error(status, loc, str(exc), "scoring_input")
+        _count_refused(request, exc.kind)
+        response = _error(status, exc.loc, exc.msg, exc.kind)
+        if status == 401:
+            response.headers["www-authenticate"] = 'Bearer realm="predictive_scoring"'
+        return response
     if status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc)
     kind = "config" if isinstance(exc, ConfigError) else type(exc).__name__
     return _error(status, [], str(exc), kind)
 
 
-async def _request_problem(request: Request, exc: Exception) -> OrjsonResponse:
-    assert isinstance(exc, RequestProblem)
-    return _error(exc.status_code, exc.loc, exc.msg, exc.kind)
-
-
 async def _validation_error(request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, RequestValidationError)
+    _count_refused(request, "validation")
     # "input" is left out on purpose: it can be megabytes and holds personal data.
     items = [
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
@@ -79,13 +85,13 @@ async def _http_error(request: Request, exc: Exception) -> OrjsonResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> OrjsonResponse:
     logger.exception("%s %s: unexpected error", request.method, request.url.path)
+    _count_refused(request, "internal")
     return _error(500, [], "internal error; the server log has the details", "internal")
 
 
 def install_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(PredictiveScoringError, _project_error)
-    app.add_exception_handler(RequestProblem, _request_problem)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

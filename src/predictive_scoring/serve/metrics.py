@@ -50,11 +50,17 @@ class ServiceMetrics:
             ["name", "version"],
             registry=self.registry,
         )
-        self.lean = Counter(
-            "predictive_scoring_lean_requests",
-            "Score requests the lean path answered or declined (declined ones take the full "
-            "pydantic route: unusual input, or an error to explain).",
-            ["outcome"],
+        self.refused = Counter(
+            "predictive_scoring_refused_requests",
+            "Requests answered with an error, by kind (the error's type: timestamp, missing, "
+            "unauthorized, validation, internal, ...).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.input_warnings = Counter(
+            "predictive_scoring_input_warnings",
+            "Inputs the model never saw, scored as missing or ignored, by field.",
+            ["field"],
             registry=self.registry,
         )
         self.reloads = Counter(
@@ -73,6 +79,10 @@ class ServiceMetrics:
             if child is None:
                 child = self._stage_counts[stage] = self.leads.labels(stage)
             child.inc(n)
+
+    def count_warnings(self, fields: Iterable[str]) -> None:
+        for name, n in Tally(fields).items():
+            self.input_warnings.labels(name).inc(n)
 
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
         """One finished request: its latency and its count (route is a template, so bounded)."""

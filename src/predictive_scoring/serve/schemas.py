@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 __all__ = [
     "AttributeValue",
@@ -25,29 +25,30 @@ __all__ = [
     "ScoreItem",
     "ScoreResponse",
     "ThresholdsOut",
+    "WarningOut",
 ]
 
 
-def _as_utc(value: datetime) -> datetime:
-    """Naive timestamps are UTC by the data contract (DESIGN section 2)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _id_to_str(value: Any) -> Any:
-    """CRMs often use integer ids; accept them as strings (never booleans)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+# Decoding only: the values go as sent to predictive_scoring.ingress, which reads timestamps,
+# checks ids, lengths and limits (one rule each), so these types state no rule of their own.
+Timestamp = Annotated[
+    StrictStr | StrictInt | StrictFloat,
+    Field(
+        description="ISO 8601 (UTC when no offset), or epoch seconds; a number over 2e10 is "
+        "epoch milliseconds.",
+        examples=["2025-03-04T08:01:00Z", 1741075260],
+    ),
+]
 AttributeValue = str | bool | int | float | None
-LeadId = Annotated[str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=256)]
+LeadId = Annotated[
+    StrictStr | StrictInt,
+    Field(description="The CRM's id; 1 to 256 characters, unique per batch."),
+]
 
 _EXAMPLE_LEAD: dict[str, Any] = {
     "lead_id": "L-10293",
     "attributes": {
-        "industry": "software",
+        "industry": "Software",
         "employees": 250,
         "country": "DE",
         "job_title": "VP Marketing",
@@ -112,11 +113,11 @@ class EventIn(BaseModel):
         },
     )
 
-    event_type: str = Field(min_length=1, max_length=200, examples=["web_visit"])
-    ts: UtcDatetime = Field(
-        description="When it happened: ISO 8601 (UTC when no offset) or epoch seconds.",
-        examples=["2025-03-04T08:01:00Z"],
+    event_type: str = Field(
+        examples=["web_visit"],
+        description="An event type; unseen ones are ignored and reported in warnings.",
     )
+    ts: Timestamp
 
 
 class LeadIn(_Strict):
@@ -129,16 +130,19 @@ class LeadIn(_Strict):
     lead_id: LeadId = Field(examples=["L-10293"])
     attributes: dict[str, AttributeValue] = Field(
         default_factory=dict,
-        description="CRM fields by name; missing fields and unseen categories are fine.",
+        description="CRM fields by name. An input the model never saw missing (GET /v1/model, "
+        "required_inputs) must be sent; an unseen category is scored as missing and reported "
+        "in warnings; case and surrounding spaces do not matter.",
         examples=[_EXAMPLE_LEAD["attributes"]],
     )
-    created_at: UtcDatetime | None = Field(default=None, examples=["2025-03-01T09:30:00Z"])
+    created_at: Timestamp | None = Field(default=None, examples=["2025-03-01T09:30:00Z"])
     events: list[EventIn] = Field(
         default_factory=list, description="Engagement events; only those before as_of count."
     )
-    as_of: UtcDatetime | None = Field(
+    as_of: Timestamp | None = Field(
         default=None,
-        description="Score the lead as it stood at this time (default: now); not in the future.",
+        description="Score the lead as it stood at this time (default: now); not in the future "
+        "and not before created_at.",
         examples=["2025-03-05T00:00:00Z"],
     )
 
@@ -187,6 +191,14 @@ class ModelRef(BaseModel):
     thresholds: ThresholdsOut
 
 
+class WarningOut(BaseModel):
+    """An input the model never saw, and what was done with it."""
+
+    field: str = Field(examples=["industry"])
+    value: str = Field(examples=["Fintech"])
+    action: str = Field(examples=["scored as missing: a value not seen in training"])
+
+
 class ScoreItem(BaseModel):
     """The score of one lead."""
 
@@ -198,6 +210,9 @@ class ScoreItem(BaseModel):
     stage: Literal["SQL", "MQL", "nurture"]
     grade: Literal["A", "B", "C", "D"]
     reasons: Reasons
+    warnings: list[WarningOut] = Field(
+        default_factory=list, description="Unseen categories and event types in this lead."
+    )
 
 
 class ScoreResponse(ScoreItem):

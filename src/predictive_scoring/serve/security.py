@@ -1,4 +1,8 @@
-"""API-key authentication, checked before the body is read so strangers cannot make us parse it."""
+"""API keys: which roles a presented key has, compared in constant time.
+
+The check itself is a FastAPI dependency (:mod:`predictive_scoring.serve.deps`): it runs before
+a route reads the body, so strangers cannot make us parse it.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,20 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
-import orjson
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import SecretStr
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from predictive_scoring.errors import ConfigError
 from predictive_scoring.serve.settings import Settings
 
-__all__ = ["API_KEY_HEADER", "BEARER", "AuthMiddleware", "KeyChecker", "route_path"]
+__all__ = ["API_KEY_HEADER", "BEARER", "KeyChecker", "Role", "presented_key", "route_path"]
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["anonymous", "client", "admin"]
 
-# Declared on the routers for the OpenAPI "Authorize" button; the check itself is the middleware.
+# The key schemes, read by the auth dependency and shown by the OpenAPI "Authorize" button.
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
@@ -79,63 +82,9 @@ class KeyChecker:
         return "client" if is_client else None
 
 
-def _presented_key(scope: Scope) -> bytes | None:
-    key: bytes | None = None
-    for name, value in scope.get("headers", ()):
-        if name == b"x-api-key" and value.strip():
-            key = value.strip()
-        elif name == b"authorization" and key is None:
-            scheme, _, token = value.partition(b" ")
-            if scheme.lower() == b"bearer":
-                key = token.strip()
-    return key
-
-
-class AuthMiddleware:
-    """401 without a valid key under /v1 (and /metrics unless public); 403 for admin routes."""
-
-    def __init__(self, app: ASGIApp, checker: KeyChecker, *, metrics_public: bool) -> None:
-        self.app = app
-        self.checker = checker
-        self.metrics_public = metrics_public
-
-    def _needs(self, path: str) -> Literal["none", "client", "admin"]:
-        if path.startswith("/v1/admin"):
-            return "admin"
-        if path.startswith("/v1/") or (path == "/metrics" and not self.metrics_public):
-            return "client"
-        return "none"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        needed = self._needs(route_path(scope))
-        if needed != "none":
-            role = self.checker.role(_presented_key(scope))
-            if role is None:
-                await _refuse(
-                    send,
-                    401,
-                    "missing or invalid API key: send it in the X-API-Key header or as "
-                    "'Authorization: Bearer <key>'",
-                )
-                return
-            if needed == "admin" and role == "client":
-                await _refuse(send, 403, "this endpoint needs an admin key")
-                return
-        await self.app(scope, receive, send)
-
-
-async def _refuse(send: Send, status: int, msg: str) -> None:
-    body = orjson.dumps(
-        {"detail": [{"loc": ["header", "X-API-Key"], "msg": msg, "type": "unauthorized"}]}
-    )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="predictive_scoring"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def presented_key(api_key: str | None, bearer: str | None) -> bytes | None:
+    """The key a request presents: ``X-API-Key``, else an ``Authorization: Bearer`` token."""
+    for value in (api_key, bearer):
+        if value and value.strip():
+            return value.strip().encode()
+    return None

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from predictive_scoring.errors import PredictiveScoringError
-from predictive_scoring.serve.convert import RequestProblem
-from predictive_scoring.serve.deps import Authenticated, Holder, Metrics
+from predictive_scoring.errors import PredictiveScoringError, RequestProblem
+from predictive_scoring.serve.deps import AdminOnly, Holder, Metrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import ErrorResponse, ReloadResponse
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Authenticated])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
 
 
 @router.post(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from predictive_scoring.serve.deps import Metrics
+from predictive_scoring.serve.deps import Metrics, ServiceSettings, require_client
+from predictive_scoring.serve.security import API_KEY_HEADER, BEARER
 
 __all__ = ["router"]
 
@@ -18,6 +22,14 @@ router = APIRouter(tags=["metrics"])
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
     summary="Prometheus metrics",
 )
-def prometheus_metrics(metrics: Metrics) -> Response:
+async def prometheus_metrics(
+    request: Request,
+    metrics: Metrics,
+    settings: ServiceSettings,
+    api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> Response:
     """Open by default (``metrics_public``); set it false to require an API key."""
+    if not settings.metrics_public:
+        await require_client(request, api_key, bearer)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,970 @@
+"""One way in: the rules every lead obeys on its way to the scorer, each stated once.
+
+Whatever the lead arrives as (a JSON lead or batch, a CSV or Parquet file, the pyfunc's
+DataFrame, a :class:`LeadInput` in Python), a decoder only turns it into :class:`RawLeads`, the
+values as given. :func:`admit` then applies the rules and returns the executor's batch:
+
+- timestamps: one reader (:func:`read_seconds`) and two named policies, :data:`SERVING` (ISO 8601
+  or epoch seconds / milliseconds, nothing after the clock skew, ``as_of`` not before
+  ``created_at``) and :data:`TRAINING` (ISO only); both refuse years before :data:`EARLIEST_YEAR`;
+- attributes: numbers coerced one way (text as training reads it, finite, not negative where
+  training never saw a negative), categories normalised by the feature definition;
+- limits: leads per call, events per lead, lengths of ids, types and texts, unique ids;
+- what the model never saw: an input never missing in training is required; an unseen category
+  or event type is scored as missing and reported as a :class:`InputWarning`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from predictive_scoring.errors import ScoringInputError
+from predictive_scoring.features import FeatureDefinition, parse_number
+from predictive_scoring.jit import compiled
+from predictive_scoring.online import LeadBatch
+
+__all__ = [
+    "EARLIEST_YEAR",
+    "MILLISECONDS_ABOVE",
+    "SERVING",
+    "TRAINING",
+    "Admitted",
+    "InputWarning",
+    "LeadInput",
+    "Limits",
+    "ModelInputs",
+    "Origin",
+    "RawLeads",
+    "TimePolicy",
+    "admit",
+    "input_profile",
+    "raw_from_frames",
+    "raw_from_lead_inputs",
+    "raw_from_mappings",
+    "raw_from_nested",
+    "read_seconds",
+    "read_time_option",
+    "seconds_of_numbers",
+    "warm_up",
+]
+
+# A numeric timestamp over this magnitude is milliseconds (JavaScript's Date.now(), many CRMs).
+MILLISECONDS_ABOVE = 2e10
+# No lead, event or snapshot time lies before this year: an earlier one is a unit error (seconds
+# read as milliseconds), a CRM's zero date (epoch 0, 0001-01-01) or a typing error.
+EARLIEST_YEAR = 1990
+_EARLIEST = int(datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC).timestamp())
+_TIME_FIX = "use ISO 8601 such as 2025-03-01T12:00:00Z or epoch seconds"
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    """How a path reads timestamps: which forms it takes and how far ahead of now they may lie."""
+
+    name: str
+    numbers: bool
+    skew_seconds: int | None
+
+
+SERVING = TimePolicy("serving", numbers=True, skew_seconds=300)
+TRAINING = TimePolicy("training", numbers=False, skew_seconds=None)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one call may hold. ``None`` means no limit (files are scored in chunks)."""
+
+    max_leads: int | None = 10_000
+    max_events_per_lead: int | None = 5_000
+    max_id_length: int = 256
+    max_event_type_length: int = 200
+    max_text_length: int = 1_000
+    unique_ids: bool = True
+    times: TimePolicy = SERVING
+
+
+@dataclass(frozen=True)
+class LeadInput:
+    """One lead given in Python: attributes, events as (event_type, time), and its times.
+
+    Times are anything :func:`read_seconds` reads: epoch seconds, ISO 8601 text, datetimes.
+    """
+
+    lead_id: str
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    events: Sequence[tuple[str, object]] = ()
+    created_at: object = None
+    as_of: object = None
+
+
+@dataclass(frozen=True)
+class InputWarning:
+    """An input the model never saw, and what was done with it."""
+
+    field: str
+    value: str
+    action: str
+
+
+# --------------------------------------------------------------------------------------------
+# Where a value came from: a problem names the place as the caller knows it
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The source of a batch: a JSON body (one lead or ``leads``), or the rows of a table.
+
+    JSON problems carry a FastAPI-style ``loc`` (``["body", "leads", 3, "as_of"]``); table
+    problems name the file, the column as the user wrote it, and the row.
+    """
+
+    source: str = "body"
+    batch: bool = False
+    table: bool = False
+    events_source: str | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+
+    def _column(self, name: str) -> str:
+        return self.columns.get(name, name)
+
+    def lead(self, row: int, *path: str) -> tuple[list[str | int], str]:
+        if self.table:
+            return [
+                row + 1,
+                *path,
+            ], f"{self.source}: column '{self._column(path[0])}' row {row + 1}"
+        loc: list[str | int] = ["body", "leads", row] if self.batch else ["body"]
+        return [*loc, *path], ".".join(str(p) for p in path) if path else "lead"
+
+    def event(self, lead_row: int, at: int, name: str) -> tuple[list[str | int], str]:
+        """An event's place: ``at`` is its row in the events table, or its index in the lead."""
+        if self.table and self.events_source is not None:
+            return [
+                at + 1,
+                name,
+            ], f"{self.events_source}: column '{self._column(name)}' row {at + 1}"
+        if self.table:
+            col = self._column("events")
+            return [lead_row + 1, col], f"{self.source}: column '{col}' row {lead_row + 1}"
+        loc, _ = self.lead(lead_row, "events")
+        return [*loc, at, name], f"events[{at}].{name}"
+
+    def problem(
+        self, place: tuple[list[str | int], str], message: str, kind: str
+    ) -> ScoringInputError:
+        loc, where = place
+        return ScoringInputError(f"{where}: {message}", field=str(loc[-1]), loc=loc, kind=kind)
+
+    def top(self, name: str, message: str, kind: str) -> ScoringInputError:
+        loc: list[str | int] = [self.source] if self.table else ["body", name]
+        where = self.source if self.table else name
+        return ScoringInputError(f"{where}: {message}", field=name, loc=loc, kind=kind)
+
+
+@dataclass
+class RawLeads:
+    """Leads as a decoder found them: values as given, events flattened in lead order.
+
+    ``event_at`` is each event's place in its source (its index within the lead for nested
+    events, its row for an events table), for messages.
+    """
+
+    lead_ids: Sequence[object]
+    attributes: Mapping[str, Sequence[object]]
+    created_at: Sequence[object]
+    as_of: Sequence[object]
+    event_lead: np.ndarray
+    event_type: Sequence[object]
+    event_ts: Sequence[object]
+    event_at: np.ndarray
+    origin: Origin = field(default_factory=Origin)
+
+    def __len__(self) -> int:
+        return len(self.lead_ids)
+
+
+# --------------------------------------------------------------------------------------------
+# Timestamps: one reader
+
+
+def seconds_of_numbers(values: np.ndarray) -> np.ndarray:
+    """Whole epoch seconds (floored) of numeric timestamps: seconds, or milliseconds when the
+    magnitude is over :data:`MILLISECONDS_ABOVE`."""
+    v = np.asarray(values, dtype=np.float64)
+    return np.floor(np.where(np.abs(v) > MILLISECONDS_ABOVE, v / 1000.0, v))
+
+
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+@compiled
+def _civil_seconds(codes: np.ndarray, out: np.ndarray) -> bool:
+    """Fill ``out`` with the epoch seconds of each row of ASCII codes; False if any row is not
+    exactly ``YYYY-MM-DDTHH:MM:SS`` (plus ``Z`` in a 20th column) with in-range fields."""
+    n, width = codes.shape
+    zero = 48
+    for i in range(n):
+        row = codes[i]
+        if width == 20 and row[19] != 90:  # "Z"
+            return False
+        if row[4] != 45 or row[7] != 45 or row[10] != 84 or row[13] != 58 or row[16] != 58:
+            return False
+        for j in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+            if row[j] < zero or row[j] > zero + 9:
+                return False
+        year = (
+            (row[0] - zero) * 1000 + (row[1] - zero) * 100 + (row[2] - zero) * 10 + row[3] - zero
+        )
+        month = (row[5] - zero) * 10 + row[6] - zero
+        day = (row[8] - zero) * 10 + row[9] - zero
+        hour = (row[11] - zero) * 10 + row[12] - zero
+        minute = (row[14] - zero) * 10 + row[15] - zero
+        second = (row[17] - zero) * 10 + row[18] - zero
+        if year < 1 or month < 1 or month > 12 or day < 1:
+            return False
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        last_day = _DAYS_IN_MONTH[month] + (1 if month == 2 and leap else 0)
+        if day > last_day or hour > 23 or minute > 59 or second > 59:
+            return False
+        # Days from the civil date (H. Hinnant's algorithm), exact for every Gregorian day.
+        y = year - (1 if month <= 2 else 0)
+        era = y // 400
+        yoe = y - era * 400
+        doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+        doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+        days = era * 146_097 + doe - 719_468
+        out[i] = days * 86_400 + hour * 3_600 + minute * 60 + second
+    return True
+
+
+def _fast_seconds(values: Sequence[object]) -> np.ndarray | None:
+    """The common case at C speed: ``YYYY-MM-DDTHH:MM:SS[Z]`` texts, whole epoch seconds and
+    missing values.
+
+    Only a speed-up of :func:`read_seconds`: it returns None for anything else (floats, offsets,
+    fractions, milliseconds), and its values equal the general reader's.
+    """
+    kinds = set(map(type, values))
+    if not kinds <= {str, int, type(None)}:
+        return None
+    out = np.full(len(values), math.nan)
+    if kinds == {type(None)}:
+        return out
+    texts = [v for v in values if type(v) is str]
+    if int in kinds:
+        ints = [v for v in values if type(v) is int]
+        if any(not 0 <= v <= 9_999_999_999 for v in ints):
+            return None
+        is_int = np.fromiter((type(v) is int for v in values), dtype=bool, count=len(values))
+        out[is_int] = np.asarray(ints, dtype=np.float64)
+    if texts:
+        stripped = [t[:-1] if len(t) == 20 and t[-1] == "Z" else t for t in texts]
+        if set(map(len, stripped)) != {19}:
+            return None
+        try:
+            buffer = "".join(stripped).encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        codes = np.frombuffer(buffer, dtype=np.uint8).reshape(len(stripped), 19)
+        parsed = np.empty(len(stripped), dtype=np.int64)
+        if not _civil_seconds(codes, parsed):
+            return None
+        is_text = np.fromiter((type(v) is str for v in values), dtype=bool, count=len(values))
+        out[is_text] = parsed
+    return out
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _general_seconds(values: pd.Series, *, numbers: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, unreadable) for any column: NaN where missing; ``unreadable`` marks the rest."""
+    n = len(values)
+    out = np.full(n, math.nan)
+    bad = np.zeros(n, dtype=bool)
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+        values.dtype
+    ):
+        stamps = pd.to_datetime(values, utc=True)
+        ok = stamps.notna().to_numpy()
+        out[ok] = stamps[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+        return out, bad
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        if numbers:
+            return seconds_of_numbers(x), ~np.isfinite(x) & ~np.isnan(x)
+        return out, ~np.isnan(x)
+    obj = values.astype(object)
+    missing = obj.isna().to_numpy()
+    numeric = np.fromiter(map(_is_number, obj), dtype=bool, count=n) & ~missing
+    if numeric.any():
+        x = obj.to_numpy()[numeric].astype(np.float64)
+        if numbers:
+            out[numeric] = seconds_of_numbers(x)
+        bad[numeric] = ~np.isfinite(x) | (not numbers)
+    stamp = np.fromiter((isinstance(v, datetime | pd.Timestamp) for v in obj), bool, count=n)
+    if stamp.any():
+        got = pd.to_datetime(obj[stamp], utc=True)
+        out[stamp] = got.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    rest = ~(missing | numeric | stamp)
+    if not rest.any():
+        return out, bad
+    at = np.flatnonzero(rest)
+    texts = obj.iloc[at].map(lambda v: v.decode() if isinstance(v, bytes) else str(v))
+    stripped = texts.str.strip()
+    blank = (stripped == "").to_numpy()
+    # A number written as text is a number: CSV cells arrive as text, and '20250301' or '-1'
+    # would otherwise be taken for ISO dates. ISO date-times have a 'T', '-' between digits or ':'.
+    spelled = (stripped.str.strip("0123456789+-.eE") == "").to_numpy() & ~blank
+    if spelled.any():
+        x = pd.to_numeric(stripped[spelled], errors="coerce").to_numpy(dtype=np.float64)
+        found = np.isfinite(x)
+        if numbers:
+            out[at[spelled][found]] = seconds_of_numbers(x[found])
+        bad[at[spelled][found]] = not numbers
+        spelled[np.flatnonzero(spelled)[~found]] = False  # '2025-03-01': a date, read below
+    iso = ~spelled & ~blank
+    if iso.any():
+        parsed = pd.to_datetime(stripped[iso], utc=True, errors="coerce", format="ISO8601")
+        ok = parsed.notna().to_numpy()
+        rows = at[iso]
+        out[rows[ok]] = (
+            parsed[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+        )
+        bad[rows[~ok]] = True
+    return out, bad
+
+
+def read_seconds(
+    values: Sequence[object] | pd.Series, *, numbers: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole UTC epoch seconds (float64, floored, NaN where missing) and a mask of unreadable
+    values.
+
+    Texts are ISO 8601 (no offset means UTC); numbers, and texts made of number characters, are
+    epoch seconds or, above :data:`MILLISECONDS_ABOVE`, milliseconds (only when ``numbers``).
+    """
+    if not isinstance(values, pd.Series):
+        fast = _fast_seconds(values) if numbers else None
+        if fast is not None:
+            return fast, np.zeros(len(values), dtype=bool)
+        values = pd.Series(list(values), dtype=object)
+    return _general_seconds(values, numbers=numbers)
+
+
+def read_time_option(value: str, *, name: str, policy: TimePolicy, now: int) -> int:
+    """One timestamp given as an option (``--as-of``), under a policy; errors name the option."""
+    origin = Origin(source=name, table=True)
+    seconds = _times(
+        [value.strip()],
+        policy=policy,
+        now=now,
+        place=lambda i: ([name], name),
+        origin=origin,
+        name=name,
+    )
+    if math.isnan(seconds[0]):
+        raise ScoringInputError(f"{name}: empty; {_TIME_FIX}", field=name, loc=[name])
+    return int(seconds[0])
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the timestamp kernel before the first request."""
+    if _fast_seconds(["1970-01-01T00:00:00Z", "1970-01-01T00:00:01"]) is None:
+        raise RuntimeError("the timestamp kernel rejects a valid timestamp")
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _times(
+    values: Sequence[object] | pd.Series,
+    *,
+    policy: TimePolicy,
+    now: int,
+    place: Callable[[int], tuple[list[str | int], str]],
+    origin: Origin,
+    name: str,
+) -> np.ndarray:
+    """Seconds of one time field under a policy; the first offending value is refused."""
+    seconds, bad = read_seconds(values, numbers=policy.numbers)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        given = values.iloc[i] if isinstance(values, pd.Series) else values[i]
+        raise origin.problem(
+            place(i), f"cannot read {str(given)[:60]!r} as a timestamp; {_TIME_FIX}", "timestamp"
+        )
+    early = seconds < _EARLIEST
+    if early.any():
+        i = int(np.flatnonzero(early)[0])
+        raise origin.problem(
+            place(i),
+            f"{_iso(seconds[i])} lies before {EARLIEST_YEAR}; check the value and its unit "
+            "(epoch seconds or milliseconds)",
+            "timestamp_range",
+        )
+    if policy.skew_seconds is not None:
+        late = seconds > now + policy.skew_seconds
+        if late.any():
+            i = int(np.flatnonzero(late)[0])
+            hint = "; omit it to score as of now" if name == "as_of" else ""
+            raise origin.problem(
+                place(i),
+                f"{_iso(seconds[i])} lies in the future (server time {_iso(now)}){hint}",
+                "future_timestamp",
+            )
+    return seconds
+
+
+# --------------------------------------------------------------------------------------------
+# What the model saw
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The inputs a model takes and what training saw of them, from its bundle.
+
+    ``required`` lists inputs never missing in training (``created_at`` or attribute names);
+    ``non_negative`` the numeric inputs that were never negative in training.
+    """
+
+    definition: FeatureDefinition
+    levels: Mapping[str, frozenset[str]]
+    columns: tuple[str, ...]
+    numeric: frozenset[str]
+    categorical: frozenset[str]
+    event_types: frozenset[str]
+    required: tuple[str, ...] = ()
+    non_negative: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        definition: FeatureDefinition,
+        levels: Mapping[str, Sequence[str]],
+        profile: Mapping[str, Any] | None = None,
+    ) -> ModelInputs:
+        columns = [name for name, _ in definition.attributes]
+        for extra in (
+            definition.job_title_column,
+            definition.email_column,
+            definition.employees_column,
+        ):
+            if extra and extra not in columns:
+                columns.append(extra)
+        numeric = {name for name, kind in definition.attributes if kind == "numeric"}
+        if definition.employees_column:
+            numeric.add(definition.employees_column)
+        categorical = {name for name, kind in definition.attributes if kind == "categorical"}
+        profile = profile or {}
+        return cls(
+            definition=definition,
+            levels={name: frozenset(levels.get(name, ())) for name in categorical},
+            columns=tuple(columns),
+            numeric=frozenset(numeric),
+            categorical=frozenset(categorical),
+            event_types=frozenset(definition.event_types),
+            required=tuple(profile.get("required", ())),
+            non_negative=frozenset(profile.get("non_negative", ())) & frozenset(numeric),
+        )
+
+
+def input_profile(frame: pd.DataFrame, definition: FeatureDefinition) -> dict[str, list[str]]:
+    """What training saw of the inputs, from its feature rows: the inputs never missing there
+    (required at scoring) and the numeric inputs never negative there (a negative is refused).
+    """
+
+    def never_missing(column: str) -> bool:
+        return column in frame.columns and bool(frame[column].notna().all()) and len(frame) > 0
+
+    required: list[str] = []
+    if definition.has_created_at and never_missing("lead_age_days"):
+        required.append("created_at")
+    required += [name for name, _ in definition.attributes if never_missing(name)]
+    non_negative = [
+        name
+        for name, kind in definition.attributes
+        if kind == "numeric"
+        and name in frame.columns
+        and frame[name].notna().any()
+        and float(frame[name].min()) >= 0
+    ]
+    if definition.employees_column and definition.employees_column not in non_negative:
+        non_negative.append(definition.employees_column)  # a head count is never negative
+    return {"required": required, "non_negative": non_negative}
+
+
+# --------------------------------------------------------------------------------------------
+# The rules
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Leads that passed the rules: the executor's batch, the ids, and each lead's warnings."""
+
+    batch: LeadBatch
+    lead_ids: list[str]
+    warnings: list[list[InputWarning]]
+
+
+def _lead_id(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> float | None:
+    """A numeric input as a float, read as training reads it; None when it is no number."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        number = parse_number(value.strip()) if value.strip() else math.nan
+        return number if value.strip() == "" or math.isfinite(number) else None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) or math.isnan(number) else None
+
+
+def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Admitted:
+    """Apply every input rule to ``raw``; raises :class:`ScoringInputError` at the first
+    problem, naming its place and the fix."""
+    origin, n = raw.origin, len(raw)
+    if limits.max_leads is not None and n > limits.max_leads:
+        raise origin.top(
+            "leads",
+            f"{n} leads; at most {limits.max_leads} per call (split the batch)",
+            "too_long",
+        )
+    lead_ids: list[str] = []
+    seen: set[str] = set()
+    for i, value in enumerate(raw.lead_ids):
+        text = _lead_id(value)
+        if text is None or not 1 <= len(text) <= limits.max_id_length:
+            raise origin.problem(
+                origin.lead(i, "lead_id"),
+                f"a lead id is 1 to {limits.max_id_length} characters, got {str(value)[:40]!r}",
+                "lead_id",
+            )
+        if limits.unique_ids:
+            if text in seen:
+                raise origin.problem(
+                    origin.lead(i, "lead_id"),
+                    f"duplicate lead_id {text!r}; each lead may appear once per batch",
+                    "duplicate",
+                )
+            seen.add(text)
+        lead_ids.append(text)
+    warnings: list[list[InputWarning]] = [[] for _ in range(n)]
+    event_lead = np.asarray(raw.event_lead, dtype=np.int64)
+    if limits.max_events_per_lead is not None and event_lead.size:
+        sizes = np.bincount(event_lead, minlength=n)
+        if int(sizes.max()) > limits.max_events_per_lead:
+            i = int(np.argmax(sizes))
+            raise origin.problem(
+                origin.lead(i, "events"),
+                f"{int(sizes[i])} events; at most {limits.max_events_per_lead} per lead "
+                "(send the most recent ones)",
+                "too_long",
+            )
+    policy = limits.times
+    created = _times(
+        raw.created_at,
+        policy=policy,
+        now=now,
+        place=lambda i: origin.lead(i, "created_at"),
+        origin=origin,
+        name="created_at",
+    )
+    as_of_given = _times(
+        raw.as_of,
+        policy=policy,
+        now=now,
+        place=lambda i: origin.lead(i, "as_of"),
+        origin=origin,
+        name="as_of",
+    )
+    as_of = np.where(np.isnan(as_of_given), float(now), as_of_given).astype(np.int64)
+    before = as_of < created  # False wherever created_at is missing (NaN)
+    if before.any():
+        i = int(np.flatnonzero(before)[0])
+        raise origin.problem(
+            origin.lead(i, "as_of"),
+            f"as_of {_iso(as_of[i])} lies before created_at {_iso(created[i])}; a lead cannot be "
+            "scored before it existed",
+            "as_of_before_created",
+        )
+    event_at = np.asarray(raw.event_at, dtype=np.int64)
+    event_ts = _times(
+        raw.event_ts,
+        policy=policy,
+        now=now,
+        place=lambda k: origin.event(int(event_lead[k]), int(event_at[k]), "ts"),
+        origin=origin,
+        name="ts",
+    )
+    for name in inputs.required:
+        column = created if name == "created_at" else None
+        if column is not None:
+            missing = np.isnan(column)
+        else:
+            values = raw.attributes.get(name, [None] * n)
+            missing = np.fromiter((_blank(v) for v in values), dtype=bool, count=n)
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            place = (
+                origin.lead(i, name)
+                if name == "created_at"
+                else origin.lead(i, "attributes", name)
+            )
+            raise origin.problem(
+                place,
+                f"'{name}' is required: the model never saw a lead without it in training, so "
+                "a score without it would be a guess",
+                "missing",
+            )
+    attributes = {
+        name: _admit_attribute(name, raw.attributes.get(name), inputs, limits, origin, warnings)
+        for name in inputs.columns
+        if name in raw.attributes
+    }
+    types = _admit_event_types(raw, event_lead, event_at, inputs, limits, warnings)
+    known = ~np.isnan(event_ts) & np.fromiter(
+        (t is not None for t in types), dtype=bool, count=len(types)
+    )
+    batch = LeadBatch(
+        attributes=attributes,
+        as_of=as_of,
+        created=created,
+        event_lead=event_lead[known],
+        event_type=[t for t, k in zip(types, known.tolist(), strict=True) if k and t is not None],
+        event_ts=event_ts[known].astype(np.int64),
+    )
+    return Admitted(batch=batch, lead_ids=lead_ids, warnings=warnings)
+
+
+def _blank(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
+
+
+def _admit_attribute(
+    name: str,
+    values: Sequence[object] | None,
+    inputs: ModelInputs,
+    limits: Limits,
+    origin: Origin,
+    warnings: list[list[InputWarning]],
+) -> list[object]:
+    """One input column after coercion (numbers) or normalisation (categories)."""
+    assert values is not None
+    if name in inputs.numeric:
+        out: list[object] = []
+        floor = 0.0 if name in inputs.non_negative else -math.inf
+        for i, value in enumerate(values):
+            number = _number(value)
+            if number is None:
+                raise origin.problem(
+                    origin.lead(i, "attributes", name),
+                    f"'{name}' is numeric; send a finite number, got {str(value)[:40]!r}",
+                    "float_parsing",
+                )
+            if number < floor:
+                raise origin.problem(
+                    origin.lead(i, "attributes", name),
+                    f"'{name}' cannot be negative (got {number:g}); training never saw a "
+                    "negative value",
+                    "negative",
+                )
+            out.append(number)
+        return out
+    for i, value in enumerate(values):
+        if isinstance(value, str) and len(value) > limits.max_text_length:
+            raise origin.problem(
+                origin.lead(i, "attributes", name),
+                f"'{name}' is {len(value)} characters; at most {limits.max_text_length}",
+                "too_long",
+            )
+    if name not in inputs.categorical:
+        return list(values)
+    key = inputs.definition.category_key
+    levels = inputs.levels[name]
+    out = []
+    for i, value in enumerate(values):
+        text = key(name, value)
+        if text is not None and text not in levels:
+            warnings[i].append(
+                InputWarning(name, str(value), "scored as missing: a value not seen in training")
+            )
+            text = None
+        out.append(text)
+    return out
+
+
+def _admit_event_types(
+    raw: RawLeads,
+    event_lead: np.ndarray,
+    event_at: np.ndarray,
+    inputs: ModelInputs,
+    limits: Limits,
+    warnings: list[list[InputWarning]],
+) -> list[str | None]:
+    """Event types as text; unseen ones become None (ignored) with one warning per lead."""
+    known = inputs.event_types
+    out: list[str | None] = []
+    unseen: set[tuple[int, str]] = set()
+    for k, value in enumerate(raw.event_type):
+        if isinstance(value, str) and value in known:
+            out.append(value)
+            continue
+        if not isinstance(value, str) or not 1 <= len(value) <= limits.max_event_type_length:
+            raise raw.origin.problem(
+                raw.origin.event(int(event_lead[k]), int(event_at[k]), "event_type"),
+                f"an event type is 1 to {limits.max_event_type_length} characters, got "
+                f"{str(value)[:40]!r}",
+                "event_type",
+            )
+        out.append(None)
+        lead = int(event_lead[k])
+        if (lead, value) not in unseen:
+            unseen.add((lead, value))
+            warnings[lead].append(
+                InputWarning("event_type", value, "ignored: an event type not seen in training")
+            )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Decoders' common shapes: mappings, frames, Python objects
+
+
+def raw_from_mappings(
+    leads: Sequence[Any], *, origin: Origin, get: Callable[[Any, str], Any] | None = None
+) -> RawLeads:
+    """Leads as mappings (decoded JSON) or objects with the same attributes (decoded structs).
+
+    Each has ``lead_id``, ``attributes`` (a mapping), ``created_at``, ``as_of`` and ``events``
+    (a list of mappings or objects with ``event_type`` and ``ts``).
+    """
+    read = get or _getter(leads)
+    attrs: list[Mapping[str, object]] = [read(lead, "attributes") or {} for lead in leads]
+    names = dict.fromkeys(name for a in attrs for name in a)
+    events = [read(lead, "events") or [] for lead in leads]
+    sizes = [len(e) for e in events]
+    flat = [e for lead_events in events for e in lead_events]
+    eread = _getter(flat)
+    return RawLeads(
+        lead_ids=[read(lead, "lead_id") for lead in leads],
+        attributes={name: [a.get(name) for a in attrs] for name in names},
+        created_at=[read(lead, "created_at") for lead in leads],
+        as_of=[read(lead, "as_of") for lead in leads],
+        event_lead=np.repeat(np.arange(len(leads), dtype=np.int64), sizes),
+        event_type=[eread(e, "event_type") for e in flat],
+        event_ts=[eread(e, "ts") for e in flat],
+        event_at=np.concatenate([np.arange(s, dtype=np.int64) for s in sizes])
+        if sizes
+        else np.empty(0, dtype=np.int64),
+        origin=origin,
+    )
+
+
+def _getter(items: Sequence[Any]) -> Callable[[Any, str], Any]:
+    if items and isinstance(items[0], Mapping):
+        return lambda item, name: item.get(name)
+    return lambda item, name: getattr(item, name, None)
+
+
+def raw_from_lead_inputs(leads: Sequence[LeadInput]) -> RawLeads:
+    """Leads given in Python (tests, notebooks, the smoke test) through the same rules."""
+    sizes = [len(lead.events) for lead in leads]
+    return RawLeads(
+        lead_ids=[lead.lead_id for lead in leads],
+        attributes={
+            name: [lead.attributes.get(name) for lead in leads]
+            for name in dict.fromkeys(n for lead in leads for n in lead.attributes)
+        },
+        created_at=[lead.created_at for lead in leads],
+        as_of=[lead.as_of for lead in leads],
+        event_lead=np.repeat(np.arange(len(leads), dtype=np.int64), sizes),
+        event_type=[e[0] for lead in leads for e in lead.events],
+        event_ts=[e[1] for lead in leads for e in lead.events],
+        event_at=np.concatenate([np.arange(s, dtype=np.int64) for s in sizes])
+        if sizes
+        else np.empty(0, dtype=np.int64),
+        origin=Origin(source="leads", batch=True),
+    )
+
+
+def _cells(frame: pd.DataFrame, column: str) -> list[object]:
+    if column not in frame.columns:
+        return [None] * len(frame)
+    series = frame[column]
+    cells: list[object] = series.astype(object).where(series.notna(), None).tolist()
+    return cells
+
+
+def _lead_part(
+    leads: pd.DataFrame,
+    *,
+    id_column: str,
+    created_column: str,
+    as_of_column: str,
+    skip: Sequence[str],
+) -> dict[str, Any]:
+    taken = {id_column, created_column, as_of_column, *skip}
+    return {
+        "lead_ids": _cells(leads, id_column),
+        "attributes": {c: _cells(leads, c) for c in leads.columns if c not in taken},
+        "created_at": leads[created_column]
+        if created_column in leads.columns
+        else [None] * len(leads),
+        "as_of": leads[as_of_column] if as_of_column in leads.columns else [None] * len(leads),
+    }
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    for col in columns:
+        if col not in frame.columns:
+            found = ", ".join(map(str, frame.columns[:12]))
+            raise ScoringInputError(
+                f"{source}: required column '{col}' is missing (columns found: {found}); name "
+                "it in the command's options or the data section of params.yaml",
+                field=col,
+                loc=[source, col],
+                kind="missing_column",
+            )
+
+
+def raw_from_frames(
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    source: str = "leads",
+    events_source: str = "events",
+    id_column: str = "lead_id",
+    created_column: str = "created_at",
+    as_of_column: str = "as_of",
+    event_id_column: str = "lead_id",
+    event_type_column: str = "event_type",
+    event_time_column: str = "ts",
+) -> RawLeads:
+    """A leads table and an optional events table (rows of files) as raw leads."""
+    _require(leads, [id_column], source)
+    part = _lead_part(
+        leads,
+        id_column=id_column,
+        created_column=created_column,
+        as_of_column=as_of_column,
+        skip=(),
+    )
+    columns = {
+        "lead_id": id_column,
+        "created_at": created_column,
+        "as_of": as_of_column,
+        "event_type": event_type_column,
+        "ts": event_time_column,
+    }
+    origin = Origin(source=source, table=True, events_source=events_source, columns=columns)
+    rows = np.empty(0, dtype=np.int64)
+    at = np.empty(0, dtype=np.int64)
+    types: list[object] = []
+    ts: Sequence[object] | pd.Series = []
+    if events is not None and len(events):
+        _require(events, [event_id_column, event_type_column, event_time_column], events_source)
+        ids = [_lead_id(v) for v in part["lead_ids"]]
+        row_of = {lead_id: row for row, lead_id in enumerate(ids)}
+        event_ids = [_lead_id(v) for v in _cells(events, event_id_column)]
+        found = [row_of.get(e, -1) for e in event_ids]
+        keep = np.asarray(found, dtype=np.int64) >= 0  # events of leads not in this table
+        positions = np.flatnonzero(keep)
+        order = np.argsort(np.asarray(found, dtype=np.int64)[keep], kind="stable")
+        at = positions[order]
+        rows = np.asarray(found, dtype=np.int64)[at]
+        types = [_cells(events, event_type_column)[k] for k in at.tolist()]
+        ts = events[event_time_column].iloc[at].reset_index(drop=True)
+    return RawLeads(
+        event_lead=rows, event_type=types, event_ts=ts, event_at=at, origin=origin, **part
+    )
+
+
+def raw_from_nested(
+    leads: pd.DataFrame,
+    *,
+    events_column: str = "events",
+    source: str = "model input",
+    id_column: str = "lead_id",
+    created_column: str = "created_at",
+    as_of_column: str = "as_of",
+) -> RawLeads:
+    """One frame whose ``events_column`` holds each lead's events (the MLflow pyfunc's input).
+
+    A cell is JSON text or a list of mappings with ``event_type`` and ``ts``; an empty or
+    missing cell is a lead without events.
+    """
+    _require(leads, [id_column], source)
+    part = _lead_part(
+        leads,
+        id_column=id_column,
+        created_column=created_column,
+        as_of_column=as_of_column,
+        skip=(events_column,),
+    )
+    origin = Origin(source=source, table=True, columns={"events": events_column})
+    per_lead: list[Sequence[Any]] = []
+    for row, cell in enumerate(_cells(leads, events_column)):
+        try:
+            per_lead.append(_event_items(cell))
+        except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+            raise origin.problem(
+                origin.lead(row, "events"),
+                'expected a JSON list of objects such as [{"event_type": "web_visit", "ts": '
+                f'"2025-03-01T12:00:00Z"}}], got {str(cell)[:80]!r} ({exc})',
+                "events",
+            ) from exc
+    sizes = [len(items) for items in per_lead]
+    flat = [item for items in per_lead for item in items]
+    return RawLeads(
+        event_lead=np.repeat(np.arange(len(sizes), dtype=np.int64), sizes),
+        event_type=[item.get("event_type") for item in flat],
+        event_ts=[item.get("ts") for item in flat],
+        event_at=np.concatenate([np.arange(s, dtype=np.int64) for s in sizes])
+        if sizes
+        else np.empty(0, dtype=np.int64),
+        origin=origin,
+        **part,
+    )
+
+
+def _event_items(cell: object) -> Sequence[Any]:
+    """One cell of a nested events column as a list of mappings ([] when empty or missing)."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return []
+    if isinstance(cell, str | bytes):
+        if not cell.strip():
+            return []
+        items = orjson.loads(cell)
+    else:
+        items = list(cell)  # type: ignore[call-overload]
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        raise TypeError("not a list of objects")
+    return items

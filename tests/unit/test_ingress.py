@@ -1,0 +1,336 @@
+"""One way in: every input path reaches the scorer through the same rules.
+
+The decoders (JSON, files, the pyfunc's frame, Python objects) only hand values on; these tests
+drive each the way production does and check that a lead scores alike on every path, and that
+each rule refuses or reports what the model never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from tests.scorers import NOW, build_scorer
+
+from predictive_scoring.batch import category_expr
+from predictive_scoring.errors import ScoringInputError
+from predictive_scoring.features import build_definition
+from predictive_scoring.filescore import score_files
+from predictive_scoring.ingress import (
+    LeadInput,
+    Limits,
+    ModelInputs,
+    raw_from_frames,
+    raw_from_lead_inputs,
+    raw_from_nested,
+    read_seconds,
+)
+from predictive_scoring.read import read_table
+from predictive_scoring.schema import parse_timestamps
+from predictive_scoring.scoring import FRAME_LIMITS, Scorer, score_nested
+from predictive_scoring.serve.decode import decode_leads
+
+SCORER = build_scorer(version="1", seed=0, rounds=10).with_metadata(
+    inputs={"required": ["created_at"], "non_negative": ["employees"]}
+)
+SERVICE = Limits(max_leads=100, max_events_per_lead=50)
+CREATED = "2023-10-01T00:00:00Z"
+LEAD: dict[str, Any] = {
+    "lead_id": "L-1",
+    "attributes": {"industry": "software", "employees": 250, "job_title": "VP Marketing"},
+    "created_at": CREATED,
+    "events": [
+        {"event_type": "demo_request", "ts": "2023-11-01T10:00:00Z"},
+        {"event_type": "web_visit", "ts": 1_698_796_800},
+    ],
+}
+
+
+def _json(lead: dict[str, Any], *, scorer: Scorer = SCORER) -> Any:
+    raw = decode_leads(json.dumps(lead).encode(), batch=False)
+    return scorer.score_admitted(scorer.admit(raw, now=NOW, limits=SERVICE), n_reasons=0)[0]
+
+
+def _refused(lead: dict[str, Any]) -> ScoringInputError:
+    with pytest.raises(ScoringInputError) as info:
+        _json(lead)
+    return info.value
+
+
+# --------------------------------------------------------------------------------------------
+# One timestamp reader: the corpus every path reads alike
+
+NOON = 1_740_830_400  # 2025-03-01T12:00:00Z
+TIMES = [
+    ("2025-03-01T12:00:00Z", NOON),
+    ("2025-03-01T12:00:00+02:00", NOON - 7_200),
+    ("2025-03-01T12:00:00", NOON),  # naive means UTC
+    ("2025-03-01T12:00:00.999999Z", NOON),  # fractions floored
+    ("2025-03-01", NOON - 43_200),
+    ("2025-03-01 12:00:00", NOON),
+    (1_700_000_000, 1_700_000_000),
+    (1_700_000_000.7, 1_700_000_000),
+    ("1700000000", 1_700_000_000),  # a number as text is a number
+    (1_700_000_000_000, 1_700_000_000),  # over 2e10: milliseconds
+    (20_000_000_000, 20_000_000_000),  # the boundary itself is still seconds
+    ("2024-02-29T23:59:59Z", 1_709_251_199),
+    ("2023-02-29T00:00:00Z", None),  # no such day
+    ("2025-13-01T00:00:00Z", None),
+    ("yesterday", None),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), TIMES, ids=[repr(v) for v, _ in TIMES])
+def test_every_form_reads_alike(value: Any, expected: int | None) -> None:
+    """A list (the JSON decoders' shape, fast kernel first), an object column (frames, the
+    pyfunc) and the text of a CSV cell give one second, or are all refused."""
+    as_list, bad_list = read_seconds([value])
+    as_column, bad_column = read_seconds(pd.Series([value], dtype=object))
+    as_text, bad_text = read_seconds(pd.Series([str(value)], dtype=object))
+    if expected is None:
+        assert bad_list[0] and bad_column[0] and bad_text[0]
+        return
+    assert not (bad_list[0] or bad_column[0])
+    assert as_list[0] == as_column[0] == expected
+    if not isinstance(value, float):  # str(1.7e9 + 0.7) is the same number; checked above
+        assert as_text[0] == expected and not bad_text[0]
+
+
+@pytest.mark.parametrize(
+    "text", ["2025-03-01T12:00:00Z", "2025-03-01T12:00:00+02:00", "2025-03-01", "2024-02-29"]
+)
+def test_training_reads_iso_texts_as_serving_does(text: str) -> None:
+    parsed, bad = parse_timestamps(pd.Series([text]))
+    assert not bad.iloc[0]
+    seconds = int(parsed.iloc[0].timestamp())
+    assert seconds == read_seconds([text])[0][0]
+
+
+def test_training_refuses_the_epoch_numbers_serving_reads() -> None:
+    _, bad = parse_timestamps(pd.Series(["1700000000"]))
+    assert bad.iloc[0]
+    assert read_seconds(["1700000000"], numbers=False)[1][0]
+
+
+# --------------------------------------------------------------------------------------------
+# Every decoder hands the scorer the same lead
+
+
+def _frames(lead: dict[str, Any], tmp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    leads = pd.DataFrame(
+        [{"lead_id": lead["lead_id"], "created_at": lead["created_at"], **lead["attributes"]}]
+    )
+    events = pd.DataFrame([{"lead_id": lead["lead_id"], **e} for e in lead["events"]])
+    leads.to_csv(tmp / "leads.csv", index=False)
+    events.to_csv(tmp / "events.csv", index=False)
+    return read_table(tmp / "leads.csv"), read_table(tmp / "events.csv")
+
+
+def test_a_lead_scores_alike_on_every_path(tmp_path: Path) -> None:
+    expected = _json(LEAD).probability
+    leads, events = _frames(LEAD, tmp_path)
+    from_files = SCORER.score_admitted(
+        SCORER.admit(raw_from_frames(leads, events), now=NOW, limits=FRAME_LIMITS), n_reasons=0
+    )[0]
+    nested = leads.assign(events=json.dumps(LEAD["events"]))
+    pyfunc = score_nested(SCORER, nested, now=NOW)
+    python = SCORER.score(
+        [
+            LeadInput(
+                lead_id="L-1",
+                attributes=LEAD["attributes"],
+                events=[(e["event_type"], e["ts"]) for e in LEAD["events"]],
+                created_at=CREATED,
+            )
+        ],
+        now=NOW,
+        n_reasons=0,
+    )[0]
+    assert from_files.probability == expected
+    assert pyfunc["probability"].iloc[0] == expected
+    assert python.probability == expected
+
+
+def test_the_pydantic_decoder_only_explains_what_msgspec_declines() -> None:
+    from fastapi.exceptions import RequestValidationError
+
+    with pytest.raises(RequestValidationError) as info:
+        decode_leads(b'{"lead_id": "x", "attributes": {"industry": {"a": 1}}}', batch=False)
+    assert info.value.errors()[0]["loc"][:3] == ("body", "attributes", "industry")
+
+
+# --------------------------------------------------------------------------------------------
+# What the model never saw
+
+
+def test_a_lead_without_the_required_creation_date_is_refused() -> None:
+    err = _refused({"lead_id": "X"})
+    assert err.loc == ["body", "created_at"] and err.kind == "missing"
+    assert "never saw a lead without it" in str(err)
+
+
+def test_the_required_inputs_follow_from_the_training_rows() -> None:
+    from predictive_scoring.ingress import input_profile
+
+    frame = pd.DataFrame(
+        {"lead_age_days": [1.0, 2.0], "industry": ["a", None], "employees": [3.0, None]}
+    )
+    profile = input_profile(frame, SCORER.definition)
+    assert profile["required"] == ["created_at"]
+    assert "employees" in profile["non_negative"]
+    frame.loc[0, "lead_age_days"] = math.nan
+    assert input_profile(frame, SCORER.definition)["required"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "kind"),
+    [
+        ({"as_of": "2023-01-01T00:00:00Z"}, ["body", "as_of"], "as_of_before_created"),
+        ({"attributes": {"employees": -5}}, ["body", "attributes", "employees"], "negative"),
+        ({"attributes": {"employees": "-5"}}, ["body", "attributes", "employees"], "negative"),
+        ({"attributes": {"employees": 10**309}}, ["body", "attributes", "employees"], None),
+        ({"created_at": 0}, ["body", "created_at"], "timestamp_range"),
+        ({"created_at": "0001-01-01T00:00:00Z"}, ["body", "created_at"], "timestamp_range"),
+        ({"as_of": -86_400}, ["body", "as_of"], "timestamp_range"),
+        ({"created_at": "2999-01-01"}, ["body", "created_at"], "future_timestamp"),
+        (
+            {"events": [{"event_type": "web_visit", "ts": "2027-01-01T00:00:00Z"}]},
+            ["body", "events", 0, "ts"],
+            "future_timestamp",
+        ),
+        ({"lead_id": ""}, ["body", "lead_id"], "lead_id"),
+        ({"lead_id": "x" * 257}, ["body", "lead_id"], "lead_id"),
+    ],
+)
+def test_inputs_out_of_bounds_are_refused_naming_the_field(
+    change: dict[str, Any], loc: list[Any], kind: str | None
+) -> None:
+    err = _refused({**LEAD, **change})
+    assert err.loc == loc
+    assert kind is None or err.kind == kind
+
+
+@pytest.mark.parametrize("spelling", ["Software", " SOFTWARE ", "software\t", "SoftWare"])
+def test_case_and_spaces_of_a_category_do_not_matter(spelling: str) -> None:
+    lead = {**LEAD, "attributes": {**LEAD["attributes"], "industry": spelling}}
+    scored = _json(lead)
+    assert scored.probability == _json(LEAD).probability
+    assert scored.warnings == []
+
+
+def test_an_unseen_category_scores_as_missing_and_is_reported() -> None:
+    unseen = _json({**LEAD, "attributes": {**LEAD["attributes"], "industry": "space mining"}})
+    missing = _json({**LEAD, "attributes": {**LEAD["attributes"], "industry": None}})
+    assert unseen.probability == missing.probability
+    [warning] = unseen.warnings
+    assert (warning.field, warning.value) == ("industry", "space mining")
+    assert "missing" in warning.action
+
+
+def test_an_unseen_event_type_is_ignored_and_reported() -> None:
+    chat = {"event_type": "chatbot_conversation", "ts": "2023-11-01T10:00:00Z"}
+    with_chat = _json({**LEAD, "events": [*LEAD["events"], chat, chat]})
+    assert with_chat.probability == _json(LEAD).probability
+    assert [(w.field, w.value) for w in with_chat.warnings] == [
+        ("event_type", "chatbot_conversation")
+    ]
+
+
+def test_aliases_are_one_value_in_training_and_online() -> None:
+    definition = build_definition(
+        event_types=["web_visit"],
+        attribute_types={"country": "categorical"},
+        windows_days=[7],
+        half_life_days=7,
+        active_days_window=7,
+        job_title_column=None,
+        email_column=None,
+        employees_column=None,
+        has_events=True,
+        has_created_at=True,
+        aliases={"country": {"US": "United States", "USA": "United States"}},
+    )
+    spellings = ["US", "usa", " United States ", "UNITED STATES", "Germany", " ", None]
+    online = [definition.category_key("country", s) for s in spellings]
+    assert online == ["united states"] * 4 + ["germany", None, None]
+    table = ibis.memtable({"country": spellings}, schema={"country": "string"})
+    expr = category_expr(table.country, definition.alias_map("country"))
+    batch = table.select(key=expr).to_pandas()["key"]
+    assert [None if pd.isna(v) else v for v in batch] == online
+    again = json.loads(json.dumps(definition.to_dict()))
+    assert type(definition).from_dict(again).category_key("country", "USA") == "united states"
+
+
+def test_model_inputs_say_what_training_saw() -> None:
+    inputs = ModelInputs.of(SCORER.definition, SCORER.levels, SCORER.metadata["inputs"])
+    assert inputs.required == ("created_at",)
+    assert "employees" in inputs.numeric and "industry" in inputs.categorical
+    assert inputs.event_types == frozenset(SCORER.definition.event_types)
+
+
+# --------------------------------------------------------------------------------------------
+# The file scorer: the same rules, errors naming the file's row, a warnings column
+
+
+def test_the_file_scorer_writes_warnings_and_scores_as_the_service(tmp_path: Path) -> None:
+    lead = {**LEAD, "attributes": {**LEAD["attributes"], "industry": "Space Mining"}}
+    _frames(lead, tmp_path)
+    out = tmp_path / "scored.csv"
+    summary = score_files(
+        scorer=SCORER,
+        leads=tmp_path / "leads.csv",
+        events=tmp_path / "events.csv",
+        output=out,
+        as_of="2023-11-14T22:13:20Z",
+    )
+    scored = pd.read_csv(out)
+    assert scored["probability"].iloc[0] == pytest.approx(_json(lead).probability, abs=1e-12)
+    assert "industry='Space Mining'" in scored["warnings"].iloc[0]
+    assert summary.warnings == {"industry=Space Mining": 1}
+
+
+@pytest.mark.parametrize(
+    ("as_of", "event_ts", "says"),
+    [
+        ("yesterday", "2023-11-01T00:00:00Z", "--as-of: cannot read 'yesterday'"),
+        (None, "2027-01-01T00:00:00Z", "events.csv: column 'ts' row 1"),
+        (None, "not a time", "events.csv: column 'ts' row 1: cannot read 'not a time'"),
+    ],
+)
+def test_file_errors_are_one_line_naming_the_row(
+    tmp_path: Path, as_of: str | None, event_ts: str, says: str
+) -> None:
+    lead = {**LEAD, "events": [{"event_type": "web_visit", "ts": event_ts}]}
+    _frames(lead, tmp_path)
+    out = tmp_path / "scored.csv"
+    with pytest.raises(ScoringInputError) as info:
+        score_files(
+            scorer=SCORER,
+            leads=tmp_path / "leads.csv",
+            events=tmp_path / "events.csv",
+            output=out,
+            as_of=as_of,
+        )
+    assert says in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists()
+
+
+def test_a_nested_frame_names_its_bad_cell() -> None:
+    frame = pd.DataFrame(
+        {"lead_id": ["a", "b"], "created_at": [CREATED] * 2, "events": ["[]", "{not json"]}
+    )
+    with pytest.raises(ScoringInputError, match="column 'events' row 2"):
+        raw_from_nested(frame)
+
+
+def test_python_leads_take_the_same_rules() -> None:
+    raw = raw_from_lead_inputs([LeadInput(lead_id="a", created_at=CREATED, as_of="2023-01-01")])
+    with pytest.raises(ScoringInputError, match="before created_at"):
+        SCORER.admit(raw, now=NOW, limits=FRAME_LIMITS)
+    assert np.isnan(read_seconds([None])[0][0])
