@@ -14,6 +14,7 @@ import html
 import io
 import itertools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from matplotlib.figure import Figure
 from predictive_scoring.config import Params, load_params
 from predictive_scoring.errors import PredictiveScoringError
 from predictive_scoring.explain import feature_group
-from predictive_scoring.features import FeatureDefinition
+from predictive_scoring.features import FeatureDefinition, normalise_aliases
 from predictive_scoring.io import atomic_path, read_json
 from predictive_scoring.leakage import FUNNEL_ORDER, ever_reached
 from predictive_scoring.schema import LABEL, RawData, load_raw
@@ -356,6 +357,28 @@ def _lead_source_column(raw: RawData) -> str | None:
     return None
 
 
+def normalised_categories(
+    leads: pd.DataFrame,
+    kinds: Mapping[str, str],
+    definition: FeatureDefinition | None,
+    params: Params,
+) -> pd.DataFrame:
+    """Categorical columns as the model knows their values (case, spaces and aliases folded by
+    :meth:`FeatureDefinition.category_key`), so one value is one row of a table."""
+    if definition is None:
+        definition = FeatureDefinition(
+            event_types=(), aliases=normalise_aliases(params.featurize.category_aliases)
+        )
+    out = leads.copy()
+    for column, kind in kinds.items():
+        if kind != "categorical" or column not in out.columns:
+            continue
+        values = out[column].astype(object)
+        keys = {v: definition.category_key(column, v) for v in values.dropna().unique()}
+        out[column] = values.map(keys).astype(object)
+    return out
+
+
 def build_funnel_report(
     raw: RawData,
     params: Params,
@@ -395,6 +418,10 @@ def build_funnel_report(
     report.notes.append(f"Conversion below means: {label_name}; overall rate {label.mean():.1%}.")
 
     source = _lead_source_column(raw)
+    kinds = raw.attribute_types
+    leads = normalised_categories(
+        leads, {**kinds, **({source: "categorical"} if source else {})}, definition, params
+    )
     if source is not None:
         table = conversion_by_attribute(leads, label, source)
         report.tables[f"Conversion and lift by lead source ({source})"] = table
@@ -406,7 +433,6 @@ def build_funnel_report(
             f"No lead-source column (one of {', '.join(LEAD_SOURCE_COLUMNS)}): lift by lead "
             "source is not available."
         )
-    kinds = raw.attribute_types
     others = [c for c in kinds if c != source and kinds[c] == "categorical"]
     others += [c for c in kinds if c != source and kinds[c] == "numeric"]
     for column in others[:_MAX_ATTRIBUTE_TABLES]:

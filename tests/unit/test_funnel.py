@@ -192,6 +192,25 @@ def test_flat_export_degrades_to_label_rates() -> None:
     assert any("not available" in note for note in report.notes)
 
 
+def test_spellings_of_one_value_are_one_row() -> None:
+    spellings = ["US", "usa", " United States", "UNITED STATES", "Germany", "germany "]
+    leads = pd.DataFrame(
+        {"lead_id": list("abcdef"), "country": spellings, "label": [1, 0, 1, 1, 0, 0]}
+    )
+    raw = RawData(
+        leads=leads, events=None, outcomes=None, attribute_types={"country": "categorical"}
+    )
+    aliases = {"country": {"US": "United States", "USA": "United States"}}
+    params = Params.model_validate(
+        {
+            "data": {"format": "flat", "label_column": "converted"},
+            "featurize": {"category_aliases": aliases},
+        }
+    )
+    table = build_funnel_report(raw, params).tables["Conversion by country"]
+    assert table["n"].to_dict() == {"united states": 4, "germany": 2}
+
+
 def test_write_funnel_report_from_params(
     tmp_path: Path, leads: pd.DataFrame, outcomes: pd.DataFrame
 ) -> None:
