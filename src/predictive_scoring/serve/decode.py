@@ -15,6 +15,7 @@ import msgspec
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
+from predictive_scoring.errors import RequestProblem
 from predictive_scoring.ingress import Origin, RawLeads, raw_from_mappings
 from predictive_scoring.scoring import ScoreResult
 from predictive_scoring.serve.schemas import BatchRequest, LeadIn
@@ -66,7 +67,8 @@ def _fast(body: bytes, *, batch: bool) -> list[Any] | None:
 def decode_leads(body: bytes, *, batch: bool) -> RawLeads:
     """A ``LeadIn`` body (``batch=False``) or a ``BatchRequest`` body, values as sent.
 
-    Raises :class:`RequestValidationError` (FastAPI's 422 shape) when the body does not decode.
+    Raises :class:`RequestProblem` (400) for a body that is not JSON, and
+    :class:`RequestValidationError` (FastAPI's 422 shape) for JSON of the wrong shape.
     """
     origin = Origin(source="body", batch=batch)
     leads = _fast(body, batch=batch)
@@ -78,6 +80,13 @@ def decode_leads(body: bytes, *, batch: bool) -> RawLeads:
                 leads = [_LEAD_MODEL.validate_json(body)]
         except ValidationError as exc:
             errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+            if errors[0].get("type") == "json_invalid":
+                raise RequestProblem(
+                    ["body"],
+                    f"the body is not valid JSON: {errors[0]['msg']}",
+                    "json_invalid",
+                    status_code=400,
+                ) from None
             raise RequestValidationError(errors) from None
     return raw_from_mappings(leads, origin=origin)
 
