@@ -105,13 +105,12 @@ def choose_model(
 
     uri, store = _describe_store(tracking_uri, tracking_set_by=tracking_set_by, root=root)
     model_uri = f"models:/{model_name}@{alias}"
-    how_to_bundle = f"set {BUNDLE_ENV} (`--bundle` for `predictive-scoring score`)"
+    how_to_bundle = f"set {BUNDLE_ENV} (`--bundle` on the command line)"
     if (missing := _missing_sqlite_file(uri)) is not None:
         raise ModelRegistryError(
-            f"no model to load: no bundle is set, and {store} ({uri}) does not exist: "
-            f"{missing} is absent. Run `dvc repro` and `predictive-scoring promote` to register "
-            f"a champion there, or {how_to_bundle} to a bundle directory such as "
-            "models/lead-scoring"
+            f"no model to load: no bundle is set and {store} does not exist ({missing} is "
+            "absent). Run `dvc repro` and `predictive-scoring promote` to register a champion "
+            f"there, or {how_to_bundle} to a bundle directory such as models/lead-scoring"
         )
     scorer = load_registered_scorer(
         model_name,
