@@ -118,6 +118,9 @@ class InputWarning:
 # Where a value came from: a problem names the place as the caller knows it
 
 
+Place = tuple[list[str | int], str]  # a FastAPI-style loc, and the same for a message
+
+
 @dataclass(frozen=True)
 class Origin:
     """The source of a batch: a JSON body (one lead or ``leads``), or the rows of a table.
@@ -144,7 +147,7 @@ class Origin:
         loc: list[str | int] = ["body", "leads", row] if self.batch else ["body"]
         return [*loc, *path], ".".join(str(p) for p in path) if path else "lead"
 
-    def event(self, lead_row: int, at: int, name: str) -> tuple[list[str | int], str]:
+    def event(self, lead_row: int, at: int, name: str) -> Place:
         """An event's place: ``at`` is its row in the events table, or its index in the lead."""
         if self.table and self.events_source is not None:
             return [
@@ -157,9 +160,7 @@ class Origin:
         loc, _ = self.lead(lead_row, "events")
         return [*loc, at, name], f"events[{at}].{name}"
 
-    def problem(
-        self, place: tuple[list[str | int], str], message: str, kind: str
-    ) -> ScoringInputError:
+    def problem(self, place: Place, message: str, kind: str) -> ScoringInputError:
         loc, where = place
         return ScoringInputError(f"{where}: {message}", field=str(loc[-1]), loc=loc, kind=kind)
 
@@ -394,7 +395,7 @@ def _times(
     *,
     policy: TimePolicy,
     now: int,
-    place: Callable[[int], tuple[list[str | int], str]],
+    place: Callable[[int], Place],
     origin: Origin,
     name: str,
 ) -> np.ndarray:
@@ -584,23 +585,12 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
                 "(send the most recent ones)",
                 "too_long",
             )
-    policy = limits.times
-    created = _times(
-        raw.created_at,
-        policy=policy,
-        now=now,
-        place=lambda i: origin.lead(i, "created_at"),
-        origin=origin,
-        name="created_at",
-    )
-    as_of_given = _times(
-        raw.as_of,
-        policy=policy,
-        now=now,
-        place=lambda i: origin.lead(i, "as_of"),
-        origin=origin,
-        name="as_of",
-    )
+
+    def times(values: Any, name: str, place: Callable[[int], Place]) -> np.ndarray:
+        return _times(values, policy=limits.times, now=now, place=place, origin=origin, name=name)
+
+    created = times(raw.created_at, "created_at", lambda i: origin.lead(i, "created_at"))
+    as_of_given = times(raw.as_of, "as_of", lambda i: origin.lead(i, "as_of"))
     as_of = np.where(np.isnan(as_of_given), float(now), as_of_given).astype(np.int64)
     before = as_of < created  # False wherever created_at is missing (NaN)
     if before.any():
@@ -612,30 +602,20 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
             "as_of_before_created",
         )
     event_at = np.asarray(raw.event_at, dtype=np.int64)
-    event_ts = _times(
-        raw.event_ts,
-        policy=policy,
-        now=now,
-        place=lambda k: origin.event(int(event_lead[k]), int(event_at[k]), "ts"),
-        origin=origin,
-        name="ts",
+    event_ts = times(
+        raw.event_ts, "ts", lambda k: origin.event(int(event_lead[k]), int(event_at[k]), "ts")
     )
     for name in inputs.required:
-        column = created if name == "created_at" else None
-        if column is not None:
-            missing = np.isnan(column)
+        path: tuple[str, ...]
+        if name == "created_at":
+            missing, path = np.isnan(created), ("created_at",)
         else:
             values = raw.attributes.get(name, [None] * n)
             missing = np.fromiter((_blank(v) for v in values), dtype=bool, count=n)
+            path = ("attributes", name)
         if missing.any():
-            i = int(np.flatnonzero(missing)[0])
-            place = (
-                origin.lead(i, name)
-                if name == "created_at"
-                else origin.lead(i, "attributes", name)
-            )
             raise origin.problem(
-                place,
+                origin.lead(int(np.flatnonzero(missing)[0]), *path),
                 f"'{name}' is required: the model never saw a lead without it in training, so "
                 "a score without it would be a guess",
                 "missing",
@@ -758,15 +738,13 @@ def _admit_event_types(
 # Decoders' common shapes: mappings, frames, Python objects
 
 
-def raw_from_mappings(
-    leads: Sequence[Any], *, origin: Origin, get: Callable[[Any, str], Any] | None = None
-) -> RawLeads:
+def raw_from_mappings(leads: Sequence[Any], *, origin: Origin) -> RawLeads:
     """Leads as mappings (decoded JSON) or objects with the same attributes (decoded structs).
 
     Each has ``lead_id``, ``attributes`` (a mapping), ``created_at``, ``as_of`` and ``events``
     (a list of mappings or objects with ``event_type`` and ``ts``).
     """
-    read = get or _getter(leads)
+    read = _getter(leads)
     attrs: list[Mapping[str, object]] = [read(lead, "attributes") or {} for lead in leads]
     names = dict.fromkeys(name for a in attrs for name in a)
     events = [read(lead, "events") or [] for lead in leads]
@@ -781,11 +759,14 @@ def raw_from_mappings(
         event_lead=np.repeat(np.arange(len(leads), dtype=np.int64), sizes),
         event_type=[eread(e, "event_type") for e in flat],
         event_ts=[eread(e, "ts") for e in flat],
-        event_at=np.concatenate([np.arange(s, dtype=np.int64) for s in sizes])
-        if sizes
-        else np.empty(0, dtype=np.int64),
+        event_at=_positions(sizes),
         origin=origin,
     )
+
+
+def _positions(sizes: Sequence[int]) -> np.ndarray:
+    """Each event's index within its lead, for leads with ``sizes`` events each."""
+    return np.concatenate([np.arange(k, dtype=np.int64) for k in sizes] or [np.empty(0, int)])
 
 
 def _getter(items: Sequence[Any]) -> Callable[[Any, str], Any]:
@@ -796,23 +777,17 @@ def _getter(items: Sequence[Any]) -> Callable[[Any, str], Any]:
 
 def raw_from_lead_inputs(leads: Sequence[LeadInput]) -> RawLeads:
     """Leads given in Python (tests, notebooks, the smoke test) through the same rules."""
-    sizes = [len(lead.events) for lead in leads]
-    return RawLeads(
-        lead_ids=[lead.lead_id for lead in leads],
-        attributes={
-            name: [lead.attributes.get(name) for lead in leads]
-            for name in dict.fromkeys(n for lead in leads for n in lead.attributes)
-        },
-        created_at=[lead.created_at for lead in leads],
-        as_of=[lead.as_of for lead in leads],
-        event_lead=np.repeat(np.arange(len(leads), dtype=np.int64), sizes),
-        event_type=[e[0] for lead in leads for e in lead.events],
-        event_ts=[e[1] for lead in leads for e in lead.events],
-        event_at=np.concatenate([np.arange(s, dtype=np.int64) for s in sizes])
-        if sizes
-        else np.empty(0, dtype=np.int64),
-        origin=Origin(source="leads", batch=True),
-    )
+    as_json = [
+        {
+            "lead_id": lead.lead_id,
+            "attributes": lead.attributes,
+            "created_at": lead.created_at,
+            "as_of": lead.as_of,
+            "events": [{"event_type": t, "ts": ts} for t, ts in lead.events],
+        }
+        for lead in leads
+    ]
+    return raw_from_mappings(as_json, origin=Origin(source="leads", batch=True))
 
 
 def _cells(frame: pd.DataFrame, column: str) -> list[object]:
@@ -824,21 +799,19 @@ def _cells(frame: pd.DataFrame, column: str) -> list[object]:
 
 
 def _lead_part(
-    leads: pd.DataFrame,
-    *,
-    id_column: str,
-    created_column: str,
-    as_of_column: str,
-    skip: Sequence[str],
+    leads: pd.DataFrame, id_column: str, created: str, as_of: str, *, skip: Sequence[str]
 ) -> dict[str, Any]:
-    taken = {id_column, created_column, as_of_column, *skip}
+    """The lead columns of a frame; time columns stay Series (a datetime dtype reads fast)."""
+    absent = [None] * len(leads)
     return {
         "lead_ids": _cells(leads, id_column),
-        "attributes": {c: _cells(leads, c) for c in leads.columns if c not in taken},
-        "created_at": leads[created_column]
-        if created_column in leads.columns
-        else [None] * len(leads),
-        "as_of": leads[as_of_column] if as_of_column in leads.columns else [None] * len(leads),
+        "attributes": {
+            c: _cells(leads, c)
+            for c in leads.columns
+            if c not in {id_column, created, as_of, *skip}
+        },
+        "created_at": leads[created] if created in leads.columns else absent,
+        "as_of": leads[as_of] if as_of in leads.columns else absent,
     }
 
 
@@ -870,13 +843,7 @@ def raw_from_frames(
 ) -> RawLeads:
     """A leads table and an optional events table (rows of files) as raw leads."""
     _require(leads, [id_column], source)
-    part = _lead_part(
-        leads,
-        id_column=id_column,
-        created_column=created_column,
-        as_of_column=as_of_column,
-        skip=(),
-    )
+    part = _lead_part(leads, id_column, created_column, as_of_column, skip=())
     columns = {
         "lead_id": id_column,
         "created_at": created_column,
@@ -900,7 +867,8 @@ def raw_from_frames(
         order = np.argsort(np.asarray(found, dtype=np.int64)[keep], kind="stable")
         at = positions[order]
         rows = np.asarray(found, dtype=np.int64)[at]
-        types = [_cells(events, event_type_column)[k] for k in at.tolist()]
+        all_types = _cells(events, event_type_column)
+        types = [all_types[k] for k in at.tolist()]
         ts = events[event_time_column].iloc[at].reset_index(drop=True)
     return RawLeads(
         event_lead=rows, event_type=types, event_ts=ts, event_at=at, origin=origin, **part
@@ -922,13 +890,7 @@ def raw_from_nested(
     missing cell is a lead without events.
     """
     _require(leads, [id_column], source)
-    part = _lead_part(
-        leads,
-        id_column=id_column,
-        created_column=created_column,
-        as_of_column=as_of_column,
-        skip=(events_column,),
-    )
+    part = _lead_part(leads, id_column, created_column, as_of_column, skip=(events_column,))
     origin = Origin(source=source, table=True, columns={"events": events_column})
     per_lead: list[Sequence[Any]] = []
     for row, cell in enumerate(_cells(leads, events_column)):
@@ -947,9 +909,7 @@ def raw_from_nested(
         event_lead=np.repeat(np.arange(len(sizes), dtype=np.int64), sizes),
         event_type=[item.get("event_type") for item in flat],
         event_ts=[item.get("ts") for item in flat],
-        event_at=np.concatenate([np.arange(s, dtype=np.int64) for s in sizes])
-        if sizes
-        else np.empty(0, dtype=np.int64),
+        event_at=_positions(sizes),
         origin=origin,
         **part,
     )

@@ -67,8 +67,9 @@ def model_uri(scorer: Scorer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="module")
 def model_input(demo_raw: RawData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pyfunc input rows (events as JSON) for the first leads, and their events as a table."""
-    leads = demo_raw.leads.head(N_LEADS)
-    assert demo_raw.events is not None
+    # Leads that existed at AS_OF: scoring a lead before its creation is refused.
+    leads = demo_raw.leads[demo_raw.leads["created_at"] < pd.Timestamp(AS_OF)].head(N_LEADS)
+    assert len(leads) == N_LEADS and demo_raw.events is not None
     events = demo_raw.events[demo_raw.events["lead_id"].isin(leads["lead_id"])]
     events = events[["lead_id", "event_type", "ts"]].reset_index(drop=True)
     return pyfunc_input_frame(leads, events, as_of=AS_OF), events
