@@ -9,31 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from tests.scorers import build_scorer, synthetic_leads
-from tests.scorers import synthetic_leads as _synthetic
-from tests.service_cases import (
-    ADMIN_KEY,
-    API_KEY,
-    BAD_CASES,
-    error_names,
-    make_settings,
-    post_case,
-)
+from tests.service_cases import API_KEY, BAD_CASES, make_settings
 
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve import create_app
-
-# Names some test modules still import from this conftest (they should import tests.scorers and
-# tests.service_cases instead; tests/unit/test_layout.py names them).
-__all__ = [
-    "ADMIN_KEY",
-    "API_KEY",
-    "BAD_CASES",
-    "_synthetic",
-    "build_scorer",
-    "error_names",
-    "make_settings",
-    "post_case",
-]
 
 
 @pytest.fixture(scope="session")

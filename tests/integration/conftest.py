@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import make_project, run, score_file
-
-# test_pipeline.py still imports these from here (it should import tests.projects instead).
-__all__ = ["make_project", "run", "score_file"]
+from tests.projects import make_project, run
 
 TINY = {
     "generate": {"n_leads": 2500, "events_per_lead": 25},

@@ -42,7 +42,9 @@ def service(project: Path) -> Iterator[httpx.Client]:
 def test_service_pyfunc_and_file_scorer_agree(
     project: Path, service: httpx.Client, tmp_path: Path
 ) -> None:
-    leads = pd.read_parquet(project / "data/demo/leads.parquet").sample(60, random_state=1)
+    leads = pd.read_parquet(project / "data/demo/leads.parquet")
+    # A lead cannot be scored before it existed: only leads created before AS_OF.
+    leads = leads[leads["created_at"] < pd.Timestamp(AS_OF)].sample(60, random_state=1)
     events = pd.read_parquet(project / "data/demo/events.parquet")
     events = events[events["lead_id"].isin(leads["lead_id"])][["lead_id", "event_type", "ts"]]
     events = events[events["ts"] < pd.Timestamp(AS_OF)]
