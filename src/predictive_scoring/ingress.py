@@ -138,12 +138,10 @@ class Origin:
     def _column(self, name: str) -> str:
         return self.columns.get(name, name)
 
-    def lead(self, row: int, *path: str) -> tuple[list[str | int], str]:
+    def lead(self, row: int, *path: str) -> Place:
         if self.table:
-            return [
-                row + 1,
-                *path,
-            ], f"{self.source}: column '{self._column(path[0])}' row {row + 1}"
+            column = self._column(path[-1])
+            return [row + 1, column], f"{self.source}: column '{column}' row {row + 1}"
         loc: list[str | int] = ["body", "leads", row] if self.batch else ["body"]
         return [*loc, *path], ".".join(str(p) for p in path) if path else "lead"
 

@@ -334,3 +334,11 @@ def test_python_leads_take_the_same_rules() -> None:
     with pytest.raises(ScoringInputError, match="before created_at"):
         SCORER.admit(raw, now=NOW, limits=FRAME_LIMITS)
     assert np.isnan(read_seconds([None])[0][0])
+
+
+def test_a_file_attribute_error_names_its_column_and_row(tmp_path: Path) -> None:
+    second = {**LEAD, "lead_id": "L-2", "attributes": {**LEAD["attributes"], "employees": -3}}
+    _frames(LEAD, tmp_path)
+    leads = pd.concat([read_table(tmp_path / "leads.csv"), _frames(second, tmp_path)[0]])
+    with pytest.raises(ScoringInputError, match=r"leads: column 'employees' row 2: .*negative"):
+        SCORER.admit(raw_from_frames(leads.reset_index(drop=True), None), limits=FRAME_LIMITS)
