@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from predictive_scoring.features import normal_text
+from predictive_scoring.ingress import EARLIEST, TRAINING, read_seconds
+
 __all__ = [
     "CREATED_AT",
     "EVENT_TYPE",
@@ -35,7 +38,6 @@ STAGE = "stage"
 LABEL = "label"
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 
-_MIN_PLAUSIBLE_YEAR = 1900
 
 
 def _is_stringish(s: pd.Series) -> bool:
@@ -44,7 +46,7 @@ def _is_stringish(s: pd.Series) -> bool:
 
 def apply_missing_values(frame: pd.DataFrame, missing_values: Sequence[str]) -> pd.DataFrame:
     """Turn the configured missing-value markers (case-insensitive, trimmed) into NA."""
-    markers = {m.strip().lower() for m in missing_values}
+    markers = {normal_text(m) for m in missing_values}
     if not markers:
         return frame
     out = frame.copy()
@@ -54,7 +56,7 @@ def apply_missing_values(frame: pd.DataFrame, missing_values: Sequence[str]) -> 
             continue
         # Look at the distinct values only: fast on long, low-cardinality event tables.
         distinct = pd.Series(s.dropna().unique(), dtype="object")
-        is_marker = distinct.map(lambda v: isinstance(v, str) and v.strip().lower() in markers)
+        is_marker = distinct.map(lambda v: isinstance(v, str) and normal_text(v) in markers)
         if is_marker.any():
             out[column] = s.mask(s.isin(distinct[is_marker].tolist()))
     return out
@@ -76,36 +78,16 @@ def ids_to_str(s: pd.Series) -> pd.Series:
 
 
 def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse to UTC whole seconds (naive means UTC). Returns (parsed, unparseable mask)."""
-    s = values
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        out = s.dt.tz_convert("UTC")
-    elif pd.api.types.is_datetime64_dtype(s.dtype):
-        out = s.dt.tz_localize("UTC")
-    elif pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
-        # Epoch numbers are ambiguous (s, ms, us): refuse them rather than guess.
-        out = pd.Series(pd.NaT, index=s.index, dtype=TIMESTAMP_DTYPE)
-    else:
-        text = s.astype("str")
-        out = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        retry = out.isna() & text.notna() & text.str.contains(r"\d", regex=True)
-        if retry.any():
-            out = out.astype(TIMESTAMP_DTYPE)
-            out[retry] = pd.to_datetime(
-                text[retry], errors="coerce", utc=True, format="mixed"
-            ).astype(TIMESTAMP_DTYPE)
-        # A number written as text ('1700000000', '20250301') is an epoch number too, refused
-        # like the numbers above; the scoring paths read such a text as epoch seconds.
-        bare = text.str.strip()
-        spelled = (bare != "") & (bare.str.strip("0123456789+-.eE") == "")
-        if spelled.any():
-            numbers = pd.to_numeric(bare[spelled], errors="coerce")
-            out = out.astype(TIMESTAMP_DTYPE).mask(numbers.reindex(out.index).notna())
-    out = out.astype(TIMESTAMP_DTYPE)
-    implausible = out.notna() & (out.dt.year < _MIN_PLAUSIBLE_YEAR)
-    out = out.mask(implausible).dt.floor("s")
-    bad = values.notna() & out.isna()
-    return out, bad
+    """Training's policy of the one timestamp reader (:func:`ingress.read_seconds`): ISO 8601
+    text or datetimes, never epoch numbers (ambiguous in an export: seconds, ms or us?), and no
+    year before :data:`ingress.EARLIEST_YEAR`. Returns (UTC whole seconds, unreadable mask).
+    """
+    seconds, bad = read_seconds(values, numbers=TRAINING.numbers)
+    with np.errstate(invalid="ignore"):
+        bad |= seconds < EARLIEST
+    seconds[bad] = np.nan
+    stamps = pd.to_datetime(seconds, unit="s", utc=True).astype(TIMESTAMP_DTYPE)
+    return pd.Series(stamps, index=values.index), pd.Series(bad, index=values.index)
 
 
 def as_numeric(s: pd.Series) -> pd.Series:

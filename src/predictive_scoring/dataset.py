@@ -152,6 +152,7 @@ def featurize_dataset(
         has_events=has_events,
         has_created_at=has_created,
         aliases=params.category_aliases,
+        missing_values=data.missing_values,
     )
     notes: list[str] = []
     if data.format == "flat":

@@ -36,6 +36,7 @@ __all__ = [
     "email_is_free",
     "employees_band",
     "encode_categories",
+    "normal_text",
     "normalise_aliases",
     "parse_number",
     "sql_lower",
@@ -227,6 +228,8 @@ class FeatureDefinition:
     has_created_at: bool = True
     # (attribute, ((alias, canonical), ...)): spellings of one value, keys already normalised.
     aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    # Texts that mean "missing" in the data (data.missing_values), normalised: "Select", "N/A".
+    missing_values: tuple[str, ...] = ()
     version: int = 1
     _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
@@ -243,6 +246,7 @@ class FeatureDefinition:
             )
         object.__setattr__(self, "_names", tuple(names))
         object.__setattr__(self, "_alias", {name: dict(pairs) for name, pairs in self.aliases})
+        object.__setattr__(self, "_missing", frozenset(self.missing_values))
 
     # --- categorical values -----------------------------------------------------------------
     def category_key(self, name: str, value: object) -> str | None:
@@ -255,12 +259,19 @@ class FeatureDefinition:
         text = category_text(value)
         if text is None:
             return None
-        key = sql_lower(text.strip(SQL_TRIM))
-        if not key:
+        key = normal_text(text)
+        if not key or key in self._missing:  # type: ignore[attr-defined]
             return None
         aliases: dict[str, dict[str, str]] = self._alias  # type: ignore[attr-defined]
         found = aliases.get(name)
         return found.get(key, key) if found else key
+
+    def is_missing(self, value: object) -> bool:
+        """A blank text or one of the data's missing-value markers (case and spaces ignored)."""
+        if not isinstance(value, str):
+            return False
+        key = normal_text(value)
+        return not key or key in self._missing  # type: ignore[attr-defined]
 
     def alias_map(self, name: str) -> dict[str, str]:
         """The aliases of one attribute (normalised alias -> normalised canonical value)."""
@@ -333,6 +344,7 @@ class FeatureDefinition:
         data = asdict(self)
         data.pop("_names")
         data["aliases"] = {name: dict(pairs) for name, pairs in self.aliases}
+        data["missing_values"] = list(self.missing_values)
         data["event_types"] = list(self.event_types)
         data["windows_days"] = list(self.windows_days)
         data["attributes"] = [list(a) for a in self.attributes]
@@ -353,6 +365,7 @@ class FeatureDefinition:
                 has_events=bool(data.get("has_events", True)),
                 has_created_at=bool(data.get("has_created_at", True)),
                 aliases=normalise_aliases(data.get("aliases") or {}),
+                missing_values=tuple(data.get("missing_values") or ()),
                 version=int(data.get("version", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -374,6 +387,7 @@ def build_definition(
     has_events: bool,
     has_created_at: bool,
     aliases: Mapping[str, Mapping[str, str]] | None = None,
+    missing_values: Sequence[str] = (),
 ) -> FeatureDefinition:
     """Assemble the definition from what the data holds; attributes keep their given order."""
     reserved = {job_title_column, email_column}
@@ -392,10 +406,13 @@ def build_definition(
         has_events=has_events,
         has_created_at=has_created_at,
         aliases=normalise_aliases(aliases or {}),
+        missing_values=tuple(sorted({normal_text(m) for m in missing_values} - {""})),
     )
 
 
-def _normal(text: str) -> str:
+def normal_text(text: str) -> str:
+    """A text with case and surrounding spaces folded, as the batch executor's TRIM and LOWER
+    fold them: how categories, aliases and missing-value markers are compared everywhere."""
     return sql_lower(text.strip(SQL_TRIM))
 
 
@@ -409,7 +426,7 @@ def normalise_aliases(
     """
     out = []
     for name, mapping in sorted(aliases.items()):
-        pairs = {_normal(str(k)): _normal(str(v)) for k, v in mapping.items()}
+        pairs = {normal_text(str(k)): normal_text(str(v)) for k, v in mapping.items()}
         for alias, canonical in pairs.items():
             if canonical in pairs and pairs[canonical] != canonical:
                 raise FeatureError(

@@ -32,6 +32,7 @@ from predictive_scoring.jit import compiled
 from predictive_scoring.online import LeadBatch
 
 __all__ = [
+    "EARLIEST",
     "EARLIEST_YEAR",
     "MILLISECONDS_ABOVE",
     "SERVING",
@@ -61,7 +62,7 @@ MILLISECONDS_ABOVE = 2e10
 # No lead, event or snapshot time lies before this year: an earlier one is a unit error (seconds
 # read as milliseconds), a CRM's zero date (epoch 0, 0001-01-01) or a typing error.
 EARLIEST_YEAR = 1990
-_EARLIEST = int(datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC).timestamp())
+EARLIEST = int(datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC).timestamp())
 _TIME_FIX = "use ISO 8601 such as 2025-03-01T12:00:00Z or epoch seconds"
 
 
@@ -306,13 +307,19 @@ def _general_seconds(values: pd.Series, *, numbers: bool) -> tuple[np.ndarray, n
         return out, ~np.isnan(x)
     obj = values.astype(object)
     missing = obj.isna().to_numpy()
-    numeric = np.fromiter(map(_is_number, obj), dtype=bool, count=n) & ~missing
+    texts_only = pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty")
+    if texts_only:  # the usual CSV column: no Python-level type checks per value
+        numeric = np.zeros(n, dtype=bool)
+    else:
+        numeric = np.fromiter(map(_is_number, obj), dtype=bool, count=n) & ~missing
     if numeric.any():
         x = obj.to_numpy()[numeric].astype(np.float64)
         if numbers:
             out[numeric] = seconds_of_numbers(x)
         bad[numeric] = ~np.isfinite(x) | (not numbers)
-    stamp = np.fromiter((isinstance(v, datetime | pd.Timestamp) for v in obj), bool, count=n)
+    stamp = np.zeros(n, dtype=bool)
+    if not texts_only:
+        stamp = np.fromiter((isinstance(v, datetime | pd.Timestamp) for v in obj), bool, count=n)
     if stamp.any():
         got = pd.to_datetime(obj[stamp], utc=True)
         out[stamp] = got.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
@@ -405,7 +412,7 @@ def _times(
         raise origin.problem(
             place(i), f"cannot read {str(given)[:60]!r} as a timestamp; {_TIME_FIX}", "timestamp"
         )
-    early = seconds < _EARLIEST
+    early = seconds < EARLIEST
     if early.any():
         i = int(np.flatnonzero(early)[0])
         raise origin.problem(
@@ -533,8 +540,8 @@ def _number(value: object) -> float | None:
     if value is None:
         return math.nan
     if isinstance(value, str):
-        number = parse_number(value.strip()) if value.strip() else math.nan
-        return number if value.strip() == "" or math.isfinite(number) else None
+        number = parse_number(value.strip())
+        return number if math.isfinite(number) else None
     try:
         number = float(value)  # type: ignore[arg-type]
     except (OverflowError, TypeError, ValueError):
@@ -656,11 +663,12 @@ def _admit_attribute(
 ) -> list[object]:
     """One input column after coercion (numbers) or normalisation (categories)."""
     assert values is not None
+    missing = inputs.definition.is_missing
     if name in inputs.numeric:
         out: list[object] = []
         floor = 0.0 if name in inputs.non_negative else -math.inf
         for i, value in enumerate(values):
-            number = _number(value)
+            number = math.nan if missing(value) else _number(value)
             if number is None:
                 raise origin.problem(
                     origin.lead(i, "attributes", name),
@@ -684,7 +692,7 @@ def _admit_attribute(
                 "too_long",
             )
     if name not in inputs.categorical:
-        return list(values)
+        return [None if missing(v) else v for v in values]
     key = inputs.definition.category_key
     levels = inputs.levels[name]
     out = []

@@ -38,7 +38,9 @@ def tracking(project: Path) -> MlflowClient:
 
 
 def sample_leads(project: Path, n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
-    leads = pd.read_parquet(project / "data/demo/leads.parquet").head(n)
+    leads = pd.read_parquet(project / "data/demo/leads.parquet")
+    # Leads that existed at AS_OF: scoring a lead before its creation is refused.
+    leads = leads[leads["created_at"] < pd.Timestamp(AS_OF)].head(n)
     events = pd.read_parquet(project / "data/demo/events.parquet")
     events = events[events["lead_id"].isin(leads["lead_id"])]
     return leads, events[["lead_id", "event_type", "ts"]]

@@ -295,10 +295,14 @@ def test_exclude_columns_and_missing_markers(write_tables, tmp_path):
     assert raw.leads["industry"].isna().tolist() == [False, True, True, False, True, False]
 
 
-def test_parse_timestamps_handles_zones_and_rejects_epochs():
-    parsed, bad = parse_timestamps(pd.Series(["2024-03-10T12:00:00+02:00", "10/03/2024", None]))
+def test_parse_timestamps_handles_zones_and_rejects_epochs_and_ambiguous_dates():
+    values = ["2024-03-10T12:00:00+02:00", "10/03/2024", None, "1985-01-01", "0001-01-01"]
+    parsed, bad = parse_timestamps(pd.Series(values))
     assert parsed.iloc[0] == pd.Timestamp("2024-03-10T10:00:00", tz="UTC")
-    assert bad.tolist() == [False, False, False]
+    # 10 March or 3 October? Training reads ISO 8601 only, so nothing is silently misread;
+    # years before 1990 are a CRM's empty date or a unit error.
+    assert bad.tolist() == [False, True, False, True, True]
+    assert parsed.iloc[1:].isna().all()
     _, bad = parse_timestamps(pd.Series([1_700_000_000, 1_700_000_100]))
     assert bad.all()
 
