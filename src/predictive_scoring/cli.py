@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -72,33 +72,64 @@ BundleOption = Annotated[
 ]
 
 
+def _column(help_text: str) -> Any:
+    return typer.Option(help=f"{help_text} (default: the data section of --params)")
+
+
 @app.command()
 def score(
-    leads: Annotated[Path, typer.Option(help="CSV or Parquet of leads (lead_id + attributes)")],
+    leads: Annotated[
+        Path,
+        typer.Option(
+            help="CSV or Parquet of leads: an id column, created_at (required when the model "
+            "never saw a lead without it), any attribute columns, optionally as_of"
+        ),
+    ],
     output: Annotated[Path, typer.Option(help="where to write the scored CSV")],
     events: Annotated[
-        Path | None, typer.Option(help="CSV or Parquet of events (lead_id, event_type, ts)")
+        Path | None,
+        typer.Option(help="CSV or Parquet of events: lead id, event type and time columns"),
     ] = None,
     bundle: BundleOption = None,
     as_of: Annotated[
-        str | None, typer.Option(help="score as of this UTC time (default: now)")
+        str | None,
+        typer.Option(
+            help="score as of this time, ISO 8601 such as 2026-11-30T00:00:00Z "
+            "(default: now; an as_of column in the leads wins)"
+        ),
     ] = None,
     params: Annotated[
         Path, typer.Option("--params", help="params.yaml whose data section names the columns")
     ] = Path("params.yaml"),
+    sep: Annotated[str | None, _column("CSV field separator, e.g. ';'")] = None,
+    id_column: Annotated[str | None, _column("the lead id column of both files")] = None,
+    created_column: Annotated[str | None, _column("the leads' creation time column")] = None,
+    event_type_column: Annotated[str | None, _column("the events' type column")] = None,
+    event_time_column: Annotated[str | None, _column("the events' time column")] = None,
 ) -> None:
     """Score a CRM export into a file the CRM can import (written atomically).
 
-    The model is the one the service would serve (same settings, same rule), unless --bundle
-    names a bundle.
+    Files are read as training reads them; column names and the separator come from the data
+    section of params.yaml unless an option names them. Every lead is checked before any is
+    scored: an error names the file, the column and the row, and nothing is written. The output
+    has your id column, probability, score, stage, grade, reasons, warnings and the model
+    version. The model is the one the service would serve, unless --bundle names a bundle.
     """
-    from predictive_scoring.config import load_params
+    from predictive_scoring.config import DataParams, load_params
     from predictive_scoring.filescore import score_files
     from predictive_scoring.serve.app import choose_served_model
     from predictive_scoring.serve.settings import Settings
 
     try:
-        data = load_params(params).data if params.exists() else None
+        data = load_params(params).data if params.exists() else DataParams()
+        named = {
+            "sep": sep,
+            "id_column": id_column,
+            "created_column": created_column,
+            "event_type_column": event_type_column,
+            "event_time_column": event_time_column,
+        }
+        data = data.model_copy(update={k: v for k, v in named.items() if v is not None})
         settings = Settings()
         if bundle is not None:
             settings = settings.model_copy(update={"bundle_dir": bundle})
@@ -111,6 +142,12 @@ def score(
         raise _fail(exc) from exc
     scorer = choice.scorer
     typer.echo(f"scored {summary.n_leads} leads with {scorer.name} v{scorer.version} -> {output}")
+    stages = ", ".join(f"{stage} {summary.stages[stage]}" for stage in ("SQL", "MQL", "nurture"))
+    typer.echo(f"stages: {stages}")
+    if summary.warnings:
+        typer.echo("inputs the model never saw (scored as missing or ignored; see 'warnings'):")
+        for what, n in summary.warnings.most_common(10):
+            typer.echo(f"  {what}: {n} lead(s)")
 
 
 @app.command()

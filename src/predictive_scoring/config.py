@@ -65,6 +65,7 @@ class DataParams(_Section):
     latent: str | None = Field(
         "latent.parquet", description="demo only: true propensity, never a feature"
     )
+    sep: str = Field(",", min_length=1, description="field separator of CSV tables: , ; | or \\t")
     id_column: str = "lead_id"
     created_column: str | None = "created_at"
     event_time_column: str = "ts"

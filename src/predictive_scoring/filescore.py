@@ -1,8 +1,9 @@
 """Batch scoring of CRM files through the same reader, rules and scorer as everything else.
 
 The files are read as training reads them (:func:`predictive_scoring.read.read_table`, with the
-data section's missing-value markers), named by the data section's columns, admitted by
-:mod:`predictive_scoring.ingress` and written atomically, with a warnings column.
+data section's separator), named by the data section's columns, admitted by
+:mod:`predictive_scoring.ingress` (which applies the model's missing-value markers) and written
+atomically, with a warnings column.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class FileScoreSummary:
 
 def _read(path: Path, data: DataParams) -> pd.DataFrame:
     try:
-        return read_table(path, na_values=data.missing_values)
+        return read_table(path, sep=data.sep)
     except DataValidationError as exc:  # one line: the reader names the file and the fix
         raise ScoringInputError(exc.problems[0], field=str(path), loc=[str(path)]) from None
 

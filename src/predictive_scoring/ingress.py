@@ -825,9 +825,11 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
     for col in columns:
         if col not in frame.columns:
             found = ", ".join(map(str, frame.columns[:12]))
+            seps = [s for s in (";", "\t", "|") if len(frame.columns) == 1 and s in found]
+            hint = f"the separator looks like {seps[0]!r} (--sep or data.sep); " if seps else ""
             raise ScoringInputError(
-                f"{source}: required column '{col}' is missing (columns found: {found}); name "
-                "it in the command's options or the data section of params.yaml",
+                f"{source}: required column '{col}' is missing (columns found: {found}); {hint}"
+                "name it in the command's options or the data section of params.yaml",
                 field=col,
                 loc=[source, col],
                 kind="missing_column",

@@ -103,7 +103,12 @@ def _read_csv(path: Path, na_values: Sequence[str], **options: Any) -> Any:
     )
 
 
-def read_table(path: Path, *, na_values: Sequence[str] = ("",)) -> pd.DataFrame:
+def _csv_options(sep: str) -> dict[str, Any]:
+    """pandas' options for the data section's separator (a comma unless it says otherwise)."""
+    return {"sep": sep}
+
+
+def read_table(path: Path, *, na_values: Sequence[str] = ("",), sep: str = ",") -> pd.DataFrame:
     """Read a parquet or CSV table by extension, with a RangeIndex of file rows.
 
     Raises DataValidationError if the file is missing or unreadable.
@@ -112,13 +117,16 @@ def read_table(path: Path, *, na_values: Sequence[str] = ("",)) -> pd.DataFrame:
     _check_exists(path)
     kind = _kind(path)
     try:
-        frame = pd.read_parquet(path) if kind == "parquet" else _read_csv(path, na_values)
+        if kind == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = _read_csv(path, na_values, **_csv_options(sep))
     except Exception as exc:  # any reader error means the same thing to the user
         raise _unreadable(path, exc) from exc
     return frame.reset_index(drop=True)
 
 
-def read_header(path: Path, *, na_values: Sequence[str] = ("",)) -> pd.DataFrame:
+def read_header(path: Path, *, na_values: Sequence[str] = ("",), sep: str = ",") -> pd.DataFrame:
     """The table's columns as :func:`read_table` reads them, with no rows (reads no data)."""
     path = Path(path)
     _check_exists(path)
@@ -128,7 +136,7 @@ def read_header(path: Path, *, na_values: Sequence[str] = ("",)) -> pd.DataFrame
             # The dataset reader pandas.read_parquet uses: the same columns, the same errors.
             frame = pq.ParquetDataset(path).schema.empty_table().to_pandas()
         else:
-            frame = _read_csv(path, na_values, nrows=0)
+            frame = _read_csv(path, na_values, nrows=0, **_csv_options(sep))
     except Exception as exc:
         raise _unreadable(path, exc) from exc
     return frame.reset_index(drop=True)
@@ -149,6 +157,7 @@ def read_batches(
     columns: Sequence[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     na_values: Sequence[str] = ("",),
+    sep: str = ",",
 ) -> Iterator[pd.DataFrame]:
     """The table's rows in batches of at most ``batch_rows``, indexed by their file row.
 
@@ -166,7 +175,11 @@ def read_batches(
             batches: Iterator[pd.DataFrame] = _parquet_batches(path, columns, batch_rows)
         else:
             usecols = list(columns) if columns is not None else None
-            batches = iter(_read_csv(path, na_values, usecols=usecols, chunksize=batch_rows))
+            batches = iter(
+                _read_csv(
+                    path, na_values, usecols=usecols, chunksize=batch_rows, **_csv_options(sep)
+                )
+            )
         start = 0
         for batch in batches:
             if columns is not None:

@@ -463,10 +463,12 @@ class _ChildChecks:
         )
 
 
-def _load_child(checks: _ChildChecks, path: Path, problems: list[str]) -> pd.DataFrame | None:
+def _load_child(
+    checks: _ChildChecks, path: Path, problems: list[str], *, sep: str
+) -> pd.DataFrame | None:
     """Read the whole table, check it as one batch and return it in canonical form."""
     try:
-        raw = read_table(path)
+        raw = read_table(path, sep=sep)
     except DataValidationError as exc:
         problems.extend(exc.problems)
         return None
@@ -479,13 +481,15 @@ def _load_child(checks: _ChildChecks, path: Path, problems: list[str]) -> pd.Dat
     return frame if checks.complete else None
 
 
-def _scan_child(checks: _ChildChecks, path: Path, problems: list[str], *, batch_rows: int) -> bool:
+def _scan_child(
+    checks: _ChildChecks, path: Path, problems: list[str], *, batch_rows: int, sep: str
+) -> bool:
     """Check the table batch by batch, reading only the required columns; True if it was read."""
     try:
-        header = read_header(path)
+        header = read_header(path, sep=sep)
         present = checks.check_header(header)
         columns = present or list(header.columns[:1])  # enough to count the rows
-        for batch in read_batches(path, columns=columns, batch_rows=batch_rows):
+        for batch in read_batches(path, columns=columns, batch_rows=batch_rows, sep=sep):
             checks.check_rows(batch)
             if checks.rows // _PROGRESS_ROWS != (checks.rows - len(batch)) // _PROGRESS_ROWS:
                 logger.info("%s: %d rows checked", path, checks.rows)
@@ -555,7 +559,7 @@ def _load_leads(
 ) -> tuple[pd.DataFrame | None, AttributePlan | None]:
     file = str(root / params.leads)
     try:
-        raw = read_table(root / params.leads)
+        raw = read_table(root / params.leads, sep=params.sep)
     except DataValidationError as exc:
         problems.extend(exc.problems)
         return None, None
@@ -651,9 +655,11 @@ def _check_tables(
                 continue
             checks = _ChildChecks(kind, file=str(root / path), params=params, now=now, leads=known)
             if kind == "events" and scan_events:
-                read = _scan_child(checks, root / path, problems, batch_rows=batch_rows)
+                read = _scan_child(
+                    checks, root / path, problems, batch_rows=batch_rows, sep=params.sep
+                )
             else:
-                tables[kind] = _load_child(checks, root / path, problems)
+                tables[kind] = _load_child(checks, root / path, problems, sep=params.sep)
                 read = tables[kind] is not None
             if read and checks.complete:
                 checked.append(checks)

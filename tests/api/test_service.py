@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -385,3 +385,61 @@ def test_load_scorer_reads_the_bundle_without_a_tracking_uri(
     assert load_scorer(make_settings(live_bundle)).version == "1"
     with pytest.raises(BundleError, match="not found"):
         load_scorer(make_settings(live_bundle.parent / "absent"))
+
+
+# --- what the model never saw, over HTTP ----------------------------------------------------
+
+
+@pytest.fixture
+def profiled(live_bundle: Path, tmp_path: Path) -> Iterator[TestClient]:
+    """The live bundle with the input profile training records: created_at never missing."""
+    scorer = Scorer.load(live_bundle).with_metadata(
+        inputs={"required": ["created_at"], "non_negative": ["employees"]}
+    )
+    app = create_app(make_settings(scorer.save(tmp_path / "profiled")))
+    with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
+        yield c
+
+
+def test_a_lead_without_a_required_input_is_a_422_not_a_guess(profiled: TestClient) -> None:
+    for body in ({"lead_id": "X"}, {"lead_id": "L-1", "attributes": {"industry": "software"}}):
+        r = profiled.post("/v1/score", json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "created_at"]
+    assert profiled.get("/v1/model").json()["required_inputs"] == ["created_at"]
+    metrics = profiled.get("/metrics").text
+    assert 'predictive_scoring_refused_requests_total{kind="missing"} 2.0' in metrics
+
+
+def test_unseen_inputs_are_listed_in_warnings_and_counted(profiled: TestClient) -> None:
+    lead = {
+        "lead_id": "L-1",
+        "created_at": "2023-10-01T00:00:00Z",
+        "as_of": "2023-11-01T00:00:00Z",
+        "attributes": {"industry": "Space Mining"},
+        "events": [{"event_type": "chatbot_conversation", "ts": "2023-10-20T00:00:00Z"}],
+    }
+    one = profiled.post("/v1/score", json=lead).json()
+    batch = profiled.post("/v1/score/batch", json={"leads": [lead]}).json()["results"][0]
+    expected = [
+        {"field": "industry", "value": "Space Mining"},
+        {"field": "event_type", "value": "chatbot_conversation"},
+    ]
+    for result in (one, batch):
+        assert [{k: w[k] for k in ("field", "value")} for w in result["warnings"]] == expected
+    ScoreResponse.model_validate(one)
+    metrics = profiled.get("/metrics").text
+    assert 'predictive_scoring_input_warnings_total{field="industry"} 2.0' in metrics
+    assert 'predictive_scoring_input_warnings_total{field="event_type"} 2.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [("text/plain", b'{"lead_id": "x"}', 415), ("application/json", b"{not json", 400)],
+)
+def test_wrong_content_type_and_bad_json_name_the_problem(
+    profiled: TestClient, content_type: str, body: bytes, status: int
+) -> None:
+    r = profiled.post("/v1/score", content=body, headers={"content-type": content_type})
+    assert r.status_code == status
+    assert r.json()["detail"][0]["type"] in {"unsupported_media_type", "json_invalid"}

@@ -258,6 +258,8 @@ class ModelInfoResponse(BaseModel):
                     "categorical_features": ["industry"],
                     "event_types": ["demo_request", "web_visit"],
                     "attributes": {"industry": "categorical", "employees": "numeric"},
+                    "required_inputs": ["created_at"],
+                    "category_aliases": {"country": {"usa": "united states"}},
                 }
             ]
         },
@@ -280,6 +282,14 @@ class ModelInfoResponse(BaseModel):
     categorical_features: list[str]
     event_types: list[str]
     attributes: dict[str, str]
+    required_inputs: list[str] = Field(
+        default_factory=list,
+        description="Inputs the model never saw missing in training: a lead without one is "
+        "refused (422) rather than guessed.",
+    )
+    category_aliases: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Spellings folded into one value, per attribute."
+    )
 
 
 class HealthResponse(BaseModel):

@@ -39,5 +39,7 @@ def model_info(model: CurrentModel) -> OrjsonResponse:
         categorical_features=d.categorical_features,
         event_types=list(d.event_types),
         attributes=dict(d.attributes),
+        required_inputs=list(scorer.inputs.required),
+        category_aliases={name: dict(pairs) for name, pairs in d.aliases},
     )
     return OrjsonResponse(body.model_dump(mode="json"))
