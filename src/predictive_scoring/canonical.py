@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from predictive_scoring.features import normal_text
-from predictive_scoring.ingress import EARLIEST, TRAINING, read_seconds
+from predictive_scoring.timestamps import TRAINING, outside, read_seconds
 
 __all__ = [
     "CREATED_AT",
@@ -37,7 +37,6 @@ EVENT_TYPE = "event_type"
 STAGE = "stage"
 LABEL = "label"
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
-
 
 
 def _is_stringish(s: pd.Series) -> bool:
@@ -78,13 +77,14 @@ def ids_to_str(s: pd.Series) -> pd.Series:
 
 
 def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Training's policy of the one timestamp reader (:func:`ingress.read_seconds`): ISO 8601
-    text or datetimes, never epoch numbers (ambiguous in an export: seconds, ms or us?), and no
-    year before :data:`ingress.EARLIEST_YEAR`. Returns (UTC whole seconds, unreadable mask).
+    """Training's policy of the one timestamp rule (:mod:`predictive_scoring.timestamps`): ISO
+    8601 text or datetimes, never epoch numbers (ambiguous in an export: seconds, ms or us?),
+    and no year before ``EARLIEST_YEAR``. Returns (UTC whole seconds, refused mask); the future
+    is checked against the data's own clock by validate.
     """
     seconds, bad = read_seconds(values, numbers=TRAINING.numbers)
-    with np.errstate(invalid="ignore"):
-        bad |= seconds < EARLIEST
+    early, _ = outside(seconds, policy=TRAINING, now=0)  # no skew in training: no future bound
+    bad |= early
     seconds[bad] = np.nan
     stamps = pd.to_datetime(seconds, unit="s", utc=True).astype(TIMESTAMP_DTYPE)
     return pd.Series(stamps, index=values.index), pd.Series(bad, index=values.index)

@@ -20,10 +20,11 @@ import pandas as pd
 
 from predictive_scoring.config import DataParams
 from predictive_scoring.errors import DataValidationError, ScoringInputError
-from predictive_scoring.ingress import SERVING, raw_from_frames, read_time_option
+from predictive_scoring.ingress import raw_from_frames, read_time_option
 from predictive_scoring.io import atomic_path
 from predictive_scoring.read import read_table
 from predictive_scoring.scoring import FRAME_LIMITS, Scorer, results_frame
+from predictive_scoring.timestamps import SERVING
 
 __all__ = ["FileScoreSummary", "score_files"]
 

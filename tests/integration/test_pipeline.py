@@ -42,7 +42,10 @@ def sample_leads(project: Path, n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame
     # Leads that existed at AS_OF: scoring a lead before its creation is refused.
     leads = leads[leads["created_at"] < pd.Timestamp(AS_OF)].head(n)
     events = pd.read_parquet(project / "data/demo/events.parquet")
-    events = events[events["lead_id"].isin(leads["lead_id"])]
+    # ... and the events before it: the file scorer refuses an event after its --as-of.
+    events = events[
+        events["lead_id"].isin(leads["lead_id"]) & (events["ts"] < pd.Timestamp(AS_OF))
+    ]
     return leads, events[["lead_id", "event_type", "ts"]]
 
 

@@ -16,10 +16,10 @@ from predictive_scoring.ingress import (
     admit,
     raw_from_frames,
     raw_from_nested,
-    read_seconds,
 )
 from predictive_scoring.online import LeadBatch
 from predictive_scoring.scoring import FRAME_LIMITS
+from predictive_scoring.timestamps import read_seconds
 
 NOW = 1_750_000_000
 TYPES = ["web_visit", "pricing_page_view", "demo_request", "noise"]

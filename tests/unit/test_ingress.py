@@ -29,12 +29,12 @@ from predictive_scoring.ingress import (
     raw_from_frames,
     raw_from_lead_inputs,
     raw_from_nested,
-    read_seconds,
 )
 from predictive_scoring.read import read_table
 from predictive_scoring.schema import parse_timestamps
 from predictive_scoring.scoring import FRAME_LIMITS, Scorer, score_nested
 from predictive_scoring.serve.decode import decode_leads
+from predictive_scoring.timestamps import read_seconds
 
 SCORER = build_scorer(version="1", seed=0, rounds=10).with_metadata(
     inputs={"required": ["created_at"], "non_negative": ["employees"]}

@@ -181,7 +181,7 @@ def test_kernels_compile_without_a_writable_cache(tmp_path: Path) -> None:
     script = (
         "import numpy as np, lightgbm as lgb\n"
         "from predictive_scoring.treeshap import TreeShap\n"
-        "from predictive_scoring.ingress import read_seconds\n"
+        "from predictive_scoring.timestamps import read_seconds\n"
         "rng = np.random.default_rng(0)\n"
         "X = rng.normal(size=(300, 4)); y = (X[:, 0] > 0).astype(int)\n"
         "b = lgb.train({'objective': 'binary', 'verbose': -1, 'num_leaves': 4},"

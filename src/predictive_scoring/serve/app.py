@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
-from predictive_scoring.ingress import warm_up
 from predictive_scoring.io import setup_logging
 from predictive_scoring.model_source import BUNDLE_ENV, TRACKING_ENV, ModelChoice, choose_model
 from predictive_scoring.scoring import Scorer
@@ -26,6 +25,7 @@ from predictive_scoring.serve.schemas import BatchRequest, LeadIn
 from predictive_scoring.serve.security import KeyChecker
 from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHolder, ScorerLoader
+from predictive_scoring.timestamps import warm_up
 
 __all__ = ["choose_served_model", "create_app", "load_scorer"]
 

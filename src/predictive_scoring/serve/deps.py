@@ -13,11 +13,12 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
 from predictive_scoring.errors import RequestProblem
-from predictive_scoring.ingress import SERVING, Limits
+from predictive_scoring.ingress import Limits
 from predictive_scoring.serve.metrics import ServiceMetrics
 from predictive_scoring.serve.security import API_KEY_HEADER, BEARER, KeyChecker, presented_key
 from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHandle, ModelHolder
+from predictive_scoring.timestamps import SERVING
 
 __all__ = [
     "AdminOnly",

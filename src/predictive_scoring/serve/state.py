@@ -28,21 +28,16 @@ class ModelHandle:
 
     scorer: Scorer
     ref: dict[str, Any]
-    numeric_inputs: frozenset[str]
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def of(cls, scorer: Scorer) -> ModelHandle:
-        d = scorer.definition
-        numeric = {name for name, kind in d.attributes if kind == "numeric"}
-        if d.employees_column:
-            numeric.add(d.employees_column)
         ref = {
             "name": scorer.name,
             "version": scorer.version,
             "thresholds": {"mql": scorer.thresholds.mql, "sql": scorer.thresholds.sql},
         }
-        return cls(scorer=scorer, ref=ref, numeric_inputs=frozenset(numeric))
+        return cls(scorer=scorer, ref=ref)
 
     @property
     def version(self) -> str:
