@@ -3,17 +3,12 @@
 Every input reaches it through :mod:`predictive_scoring.ingress` (:meth:`Scorer.admit`), and the
 service, the CRM file scorer and the MLflow pyfunc all call :meth:`Scorer.score_batch`, which
 runs the online executor, the LightGBM booster, the calibrator, the thresholds and the reasons.
-The bundle holds everything needed to score without MLflow (DESIGN section 5), with no pickle.
+Its bundle on disk (the format) is :mod:`predictive_scoring.bundle`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from predictive_scoring.bundle import BundleParts, read_bundle, write_bundle
 from predictive_scoring.calibration import Calibrator
 from predictive_scoring.errors import BundleError, ScoringInputError
 from predictive_scoring.explain import feature_describers
@@ -51,7 +47,6 @@ from predictive_scoring.thresholds import (
 from predictive_scoring.treeshap import TreeShap
 
 __all__ = [
-    "BUNDLE_FORMAT",
     "FRAME_LIMITS",
     "LeadInput",
     "Reason",
@@ -63,9 +58,6 @@ __all__ = [
     "score_of",
 ]
 
-BUNDLE_FORMAT = 1
-MODEL_FILE = "model.txt"
-META_FILE = "bundle.json"
 # Up to this many rows LightGBM predicts on the calling thread: for a request of a few leads,
 # waking OpenMP workers costs more than the trees (and much more on a busy machine).
 SINGLE_THREAD_ROWS = 64
@@ -107,10 +99,6 @@ def score_of(p: float) -> int:
     ``round`` rounds half to even as ``np.rint`` does, on the same product ``p * 100.0``.
     """
     return min(max(round(p * 100.0), 1), 99)
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Scorer:
@@ -167,69 +155,32 @@ class Scorer:
             metadata={**self.metadata, **updates},
         )
 
-    # --- persistence --------------------------------------------------------------------------
+    # --- persistence (the format is bundle.py's) ----------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the bundle atomically: into a temp dir beside ``path``, then rename."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            self.booster.save_model(str(tmp / MODEL_FILE))
-            meta = {
-                "format": BUNDLE_FORMAT,
-                "definition": self.definition.to_dict(),
-                "levels": self.levels,
-                "calibrator": self.calibrator.to_dict(),
-                "thresholds": self.thresholds.to_dict(),
-                "metadata": {**self.metadata, "model_sha256": _file_sha256(tmp / MODEL_FILE)},
-            }
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        """Write the bundle atomically (:func:`bundle.write_bundle`)."""
+        return write_bundle(
+            path,
+            BundleParts(
+                definition=self.definition,
+                levels=self.levels,
+                booster=self.booster,
+                calibrator=self.calibrator,
+                thresholds=self.thresholds,
+                metadata=self.metadata,
+            ),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Scorer:
-        """Load a bundle directory; errors say which file is missing or broken."""
-        path = Path(path)
-        meta_path, model_path = path / META_FILE, path / MODEL_FILE
-        for required in (meta_path, model_path):
-            if not required.exists():
-                raise BundleError(
-                    f"{required}: not found; run `dvc repro` (or the export stage) to build "
-                    "the model bundle"
-                )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{meta_path}: not valid JSON ({exc})") from exc
-        if meta.get("format") != BUNDLE_FORMAT:
-            raise BundleError(
-                f"{meta_path}: bundle format {meta.get('format')!r}, this version reads "
-                f"{BUNDLE_FORMAT}; re-export the bundle"
-            )
-        expected = meta.get("metadata", {}).get("model_sha256")
-        if expected and expected != _file_sha256(model_path):
-            raise BundleError(f"{model_path}: checksum does not match {meta_path}; re-export")
-        try:
-            booster = lgb.Booster(model_file=str(model_path))
-        except lgb.basic.LightGBMError as exc:
-            raise BundleError(f"{model_path}: LightGBM cannot read it ({exc})") from exc
+        """Load a bundle folder (:func:`bundle.read_bundle`); errors name the file and part."""
+        parts = read_bundle(path)
         return cls(
-            definition=FeatureDefinition.from_dict(meta["definition"]),
-            levels=meta["levels"],
-            booster=booster,
-            calibrator=Calibrator.from_dict(meta["calibrator"]),
-            thresholds=Thresholds.from_dict(meta["thresholds"]),
-            metadata=meta.get("metadata", {}),
+            definition=parts.definition,
+            levels=parts.levels,
+            booster=parts.booster,
+            calibrator=parts.calibrator,
+            thresholds=parts.thresholds,
+            metadata=parts.metadata,
         )
 
     # --- scoring ------------------------------------------------------------------------------
