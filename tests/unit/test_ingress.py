@@ -342,3 +342,33 @@ def test_a_file_attribute_error_names_its_column_and_row(tmp_path: Path) -> None
     leads = pd.concat([read_table(tmp_path / "leads.csv"), _frames(second, tmp_path)[0]])
     with pytest.raises(ScoringInputError, match=r"leads: column 'employees' row 2: .*negative"):
         SCORER.admit(raw_from_frames(leads.reset_index(drop=True), None), limits=FRAME_LIMITS)
+
+
+def test_the_score_command_reads_the_export_as_named(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from predictive_scoring.cli import app
+
+    bundle = SCORER.save(tmp_path / "bundle")
+    leads = pd.DataFrame(
+        {
+            "Lead Id": ["a", "b"],
+            "Created": [CREATED, "2023-10-02"],
+            "industry": ["SOFTWARE", "Space Mining"],
+            "employees": ["250", ""],
+        }
+    )
+    leads.to_csv(tmp_path / "leads.csv", sep=";", index=False)
+    args = ["score", "--leads", str(tmp_path / "leads.csv"), "--output", str(tmp_path / "o.csv")]
+    args += ["--bundle", str(bundle), "--params", str(tmp_path / "none.yaml")]
+    args += ["--as-of", "2023-11-01T00:00:00Z"]
+    wrong = CliRunner().invoke(app, args)
+    assert wrong.exit_code != 0 and "the separator looks like ';'" in wrong.output
+    assert not (tmp_path / "o.csv").exists()
+    named = args + ["--sep", ";", "--id-column", "Lead Id", "--created-column", "Created"]
+    done = CliRunner().invoke(app, named)
+    assert done.exit_code == 0, done.output
+    scored = pd.read_csv(tmp_path / "o.csv", dtype=str)
+    assert scored["Lead Id"].tolist() == ["a", "b"]
+    assert "Space Mining" in scored["warnings"].iloc[1] and pd.isna(scored["warnings"].iloc[0])
+    assert "industry=Space Mining: 1 lead(s)" in done.output
