@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,8 +48,8 @@ __all__ = [
     "input_profile",
     "raw_from_frames",
     "raw_from_lead_inputs",
-    "raw_from_mappings",
     "raw_from_nested",
+    "raw_from_objects",
     "read_time_option",
 ]
 
@@ -190,9 +190,11 @@ def _times(
     place: Callable[[int], Place],
     origin: Origin,
     name: str,
+    read: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Seconds of one time field under a policy; the first offending value is refused."""
-    seconds, bad = read_seconds(values, numbers=policy.numbers)
+    """Seconds of one time field under a policy (``read``: already read with the others);
+    the first offending value is refused."""
+    seconds, bad = read if read is not None else read_seconds(values, numbers=policy.numbers)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         given = values.iloc[i] if isinstance(values, pd.Series) else values[i]
@@ -329,7 +331,7 @@ def _number(value: object) -> float | None:
 def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Admitted:
     """Apply every input rule to ``raw``; raises :class:`ScoringInputError` at the first
     problem, naming its place and the fix."""
-    origin, n = raw.origin, len(raw)
+    origin, n, numbers = raw.origin, len(raw), limits.times.numbers
     if limits.max_leads is not None and n > limits.max_leads:
         raise origin.top(
             "leads",
@@ -368,11 +370,26 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
                 "too_long",
             )
 
-    def times(values: Any, name: str, place: Callable[[int], Place]) -> np.ndarray:
-        return _times(values, policy=limits.times, now=now, place=place, origin=origin, name=name)
+    fields = (raw.created_at, raw.as_of, raw.event_ts)
+    reads: list[tuple[np.ndarray, np.ndarray] | None] = [None, None, None]
+    if not any(isinstance(f, pd.Series) for f in fields):  # one read for all the request's times
+        seconds, bad = read_seconds([*raw.created_at, *raw.as_of, *raw.event_ts], numbers=numbers)
+        a, b = len(raw.created_at), len(raw.created_at) + len(raw.as_of)
+        reads = [(seconds[:a], bad[:a]), (seconds[a:b], bad[a:b]), (seconds[b:], bad[b:])]
 
-    created = times(raw.created_at, "created_at", lambda i: origin.lead(i, "created_at"))
-    as_of_given = times(raw.as_of, "as_of", lambda i: origin.lead(i, "as_of"))
+    def times(k: int, name: str, place: Callable[[int], Place]) -> np.ndarray:
+        return _times(
+            fields[k],
+            policy=limits.times,
+            now=now,
+            place=place,
+            origin=origin,
+            name=name,
+            read=reads[k],
+        )
+
+    created = times(0, "created_at", lambda i: origin.lead(i, "created_at"))
+    as_of_given = times(1, "as_of", lambda i: origin.lead(i, "as_of"))
     as_of = np.where(np.isnan(as_of_given), float(now), as_of_given).astype(np.int64)
     before = as_of < created  # False wherever created_at is missing (NaN)
     if before.any():
@@ -384,9 +401,7 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
             "as_of_before_created",
         )
     event_at = np.asarray(raw.event_at, dtype=np.int64)
-    event_ts = times(
-        raw.event_ts, "ts", lambda k: origin.event(int(event_lead[k]), int(event_at[k]), "ts")
-    )
+    event_ts = times(2, "ts", lambda k: origin.event(int(event_lead[k]), int(event_at[k]), "ts"))
     for name in inputs.required:
         path: tuple[str, ...]
         if name == "created_at":
@@ -408,9 +423,9 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
         if name in raw.attributes
     }
     types = _admit_event_types(raw, event_lead, event_at, inputs, limits, warnings)
-    known = ~np.isnan(event_ts) & np.fromiter(
-        (t is not None for t in types), dtype=bool, count=len(types)
-    )
+    known = ~np.isnan(event_ts)
+    if None in types:
+        known &= np.fromiter((t is not None for t in types), dtype=bool, count=len(types))
     batch = LeadBatch(
         attributes=attributes,
         as_of=as_of,
@@ -494,6 +509,8 @@ def _admit_event_types(
 ) -> list[str | None]:
     """Event types as text; unseen ones become None (ignored) with one warning per lead."""
     known = inputs.event_types
+    if known.issuperset(raw.event_type):  # the usual request: every type is a known text
+        return list(raw.event_type)  # type: ignore[arg-type]
     out: list[str | None] = []
     unseen: set[tuple[int, str]] = set()
     for k, value in enumerate(raw.event_type):
@@ -521,27 +538,23 @@ def _admit_event_types(
 # Decoders' common shapes: mappings, frames, Python objects
 
 
-def raw_from_mappings(leads: Sequence[Any], *, origin: Origin) -> RawLeads:
-    """Leads as mappings (decoded JSON) or objects with the same attributes (decoded structs).
-
-    Each has ``lead_id``, ``attributes`` (a mapping), ``created_at``, ``as_of`` and ``events``
-    (a list of mappings or objects with ``event_type`` and ``ts``).
-    """
-    read = _getter(leads)
-    attrs: list[Mapping[str, object]] = [read(lead, "attributes") or {} for lead in leads]
-    names = dict.fromkeys(name for a in attrs for name in a)
-    events = [read(lead, "events") or [] for lead in leads]
+def raw_from_objects(leads: Sequence[Any], *, origin: Origin) -> RawLeads:
+    """Decoded leads: objects with ``lead_id``, ``attributes`` (a mapping), ``created_at``,
+    ``as_of`` and ``events`` (objects with ``event_type`` and ``ts``), as msgspec and pydantic
+    decode them."""
+    events = [lead.events for lead in leads]
     sizes = [len(e) for e in events]
     flat = [e for lead_events in events for e in lead_events]
-    eread = _getter(flat)
+    attrs: list[Mapping[str, object]] = [lead.attributes for lead in leads]
+    names = dict.fromkeys(name for a in attrs for name in a)
     return RawLeads(
-        lead_ids=[read(lead, "lead_id") for lead in leads],
+        lead_ids=[lead.lead_id for lead in leads],
         attributes={name: [a.get(name) for a in attrs] for name in names},
-        created_at=[read(lead, "created_at") for lead in leads],
-        as_of=[read(lead, "as_of") for lead in leads],
+        created_at=[lead.created_at for lead in leads],
+        as_of=[lead.as_of for lead in leads],
         event_lead=np.repeat(np.arange(len(leads), dtype=np.int64), sizes),
-        event_type=[eread(e, "event_type") for e in flat],
-        event_ts=[eread(e, "ts") for e in flat],
+        event_type=[e.event_type for e in flat],
+        event_ts=[e.ts for e in flat],
         event_at=_positions(sizes),
         origin=origin,
     )
@@ -552,25 +565,19 @@ def _positions(sizes: Sequence[int]) -> np.ndarray:
     return np.concatenate([np.arange(k, dtype=np.int64) for k in sizes] or [np.empty(0, int)])
 
 
-def _getter(items: Sequence[Any]) -> Callable[[Any, str], Any]:
-    if items and isinstance(items[0], Mapping):
-        return lambda item, name: item.get(name)
-    return lambda item, name: getattr(item, name, None)
+@dataclass(frozen=True)
+class _Event:
+    event_type: object
+    ts: object
 
 
 def raw_from_lead_inputs(leads: Sequence[LeadInput]) -> RawLeads:
     """Leads given in Python (tests, notebooks, the smoke test) through the same rules."""
-    as_json = [
-        {
-            "lead_id": lead.lead_id,
-            "attributes": lead.attributes,
-            "created_at": lead.created_at,
-            "as_of": lead.as_of,
-            "events": [{"event_type": t, "ts": ts} for t, ts in lead.events],
-        }
+    as_decoded = [
+        replace(lead, events=[_Event(t, ts) for t, ts in lead.events])  # type: ignore[misc]
         for lead in leads
     ]
-    return raw_from_mappings(as_json, origin=Origin(source="leads", batch=True))
+    return raw_from_objects(as_decoded, origin=Origin(source="leads", batch=True))
 
 
 def _cells(frame: pd.DataFrame, column: str) -> list[object]:

@@ -105,6 +105,26 @@ def _civil_seconds(codes: np.ndarray, out: np.ndarray) -> bool:
     return True
 
 
+def _text_seconds(texts: Sequence[str]) -> np.ndarray | None:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` texts with an optional ``Z``, or None.
+
+    The texts are joined into one ASCII buffer read as an (n, width) byte matrix; lengths are
+    checked first, so no text can shift into its neighbour's row.
+    """
+    lengths = set(map(len, texts))
+    if lengths != {19} and lengths != {20}:
+        texts = [t[:-1] if len(t) == 20 and t[-1] == "Z" else t for t in texts]
+        if set(map(len, texts)) != {19}:
+            return None
+    try:
+        buffer = "".join(texts).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    codes = np.frombuffer(buffer, dtype=np.uint8).reshape(len(texts), -1)
+    out = np.empty(len(texts), dtype=np.int64)
+    return out if _civil_seconds(codes, out) else None
+
+
 def _fast_seconds(values: Sequence[object]) -> np.ndarray | None:
     """The common case at C speed: ``YYYY-MM-DDTHH:MM:SS[Z]`` texts, whole epoch seconds and
     missing values.
@@ -113,32 +133,23 @@ def _fast_seconds(values: Sequence[object]) -> np.ndarray | None:
     fractions, milliseconds), and its values equal the general reader's.
     """
     kinds = set(map(type, values))
+    if kinds == {str}:  # the usual request: no masks to build
+        parsed = _text_seconds(values)  # type: ignore[arg-type]
+        return None if parsed is None else parsed.astype(np.float64)
     if not kinds <= {str, int, type(None)}:
         return None
     out = np.full(len(values), math.nan)
-    if kinds == {type(None)}:
-        return out
-    texts = [v for v in values if type(v) is str]
     if int in kinds:
         ints = [v for v in values if type(v) is int]
         if any(not 0 <= v <= 9_999_999_999 for v in ints):
             return None
         is_int = np.fromiter((type(v) is int for v in values), dtype=bool, count=len(values))
         out[is_int] = np.asarray(ints, dtype=np.float64)
-    if texts:
-        stripped = [t[:-1] if len(t) == 20 and t[-1] == "Z" else t for t in texts]
-        if set(map(len, stripped)) != {19}:
+    if str in kinds:
+        parsed = _text_seconds([v for v in values if type(v) is str])
+        if parsed is None:
             return None
-        try:
-            buffer = "".join(stripped).encode("ascii")
-        except UnicodeEncodeError:
-            return None
-        codes = np.frombuffer(buffer, dtype=np.uint8).reshape(len(stripped), 19)
-        parsed = np.empty(len(stripped), dtype=np.int64)
-        if not _civil_seconds(codes, parsed):
-            return None
-        is_text = np.fromiter((type(v) is str for v in values), dtype=bool, count=len(values))
-        out[is_text] = parsed
+        out[np.fromiter((type(v) is str for v in values), bool, count=len(values))] = parsed
     return out
 
 
@@ -246,11 +257,10 @@ def iso(seconds: float) -> str:
 def outside(seconds: np.ndarray, *, policy: TimePolicy, now: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the times a policy refuses: (before :data:`EARLIEST_YEAR`, later than now plus
     the policy's clock skew). Missing times (NaN) are in neither."""
-    with np.errstate(invalid="ignore"):
-        early = seconds < EARLIEST
-        if policy.skew_seconds is None:
-            return early, np.zeros(seconds.shape, dtype=bool)
-        return early, seconds > now + policy.skew_seconds
+    early = seconds < EARLIEST  # NaN compares False, without a warning
+    if policy.skew_seconds is None:
+        return early, np.zeros(seconds.shape, dtype=bool)
+    return early, seconds > now + policy.skew_seconds
 
 
 def out_of_bounds(

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from predictive_scoring.errors import RequestProblem
-from predictive_scoring.ingress import Origin, RawLeads, raw_from_mappings
+from predictive_scoring.ingress import Origin, RawLeads, raw_from_objects
 from predictive_scoring.scoring import ScoreResult
 from predictive_scoring.serve.schemas import BatchRequest, LeadIn
 
@@ -88,7 +88,7 @@ def decode_leads(body: bytes, *, batch: bool) -> RawLeads:
                     status_code=400,
                 ) from None
             raise RequestValidationError(errors) from None
-    return raw_from_mappings(leads, origin=origin)
+    return raw_from_objects(leads, origin=origin)
 
 
 def result_dict(result: ScoreResult) -> dict[str, Any]:
