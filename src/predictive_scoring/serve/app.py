@@ -22,7 +22,7 @@ from predictive_scoring.serve.metrics import MetricsMiddleware, ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.routes import admin, health, metrics, model, scores
 from predictive_scoring.serve.schemas import BatchRequest, LeadIn
-from predictive_scoring.serve.security import KeyChecker
+from predictive_scoring.serve.security import SECURITY_SCHEMES, KeyChecker
 from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHolder, ScorerLoader
 from predictive_scoring.timestamps import warm_up
@@ -111,9 +111,10 @@ async def _keep_loaded(holder: ModelHolder, service_metrics: ServiceMetrics) -> 
             return
 
 
-def _document_bodies(app: FastAPI) -> None:
-    """Put the request models in the OpenAPI components: the score routes read their bodies
-    themselves (see :mod:`~predictive_scoring.serve.decode`) and refer to them by name."""
+def _document(app: FastAPI, settings: Settings) -> None:
+    """Complete the OpenAPI document with what the routes do by hand: the request models (the
+    score routes read their bodies themselves, see :mod:`~predictive_scoring.serve.decode`) and
+    the key schemes (the auth dependency reads the two headers itself)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -123,7 +124,14 @@ def _document_bodies(app: FastAPI) -> None:
                 [(LeadIn, "validation"), (BatchRequest, "validation")],
                 ref_template="#/components/schemas/{model}",
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {}).update(defs["$defs"])
+            components["securitySchemes"] = SECURITY_SCHEMES
+            keyed: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith("/v1/") or (path == "/metrics" and not settings.metrics_public):
+                    for operation in operations.values():
+                        operation["security"] = keyed
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -178,6 +186,6 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         app.include_router(router, prefix=prefix)
         paths.update(prefix + getattr(route, "path", "") for route in router.routes)
 
-    _document_bodies(app)
+    _document(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics, paths=frozenset(paths))
     return app

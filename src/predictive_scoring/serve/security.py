@@ -11,22 +11,23 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
-from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import SecretStr
 from starlette.types import Scope
 
 from predictive_scoring.errors import ConfigError
 from predictive_scoring.serve.settings import Settings
 
-__all__ = ["API_KEY_HEADER", "BEARER", "KeyChecker", "Role", "presented_key", "route_path"]
+__all__ = ["SECURITY_SCHEMES", "KeyChecker", "Role", "presented_key", "route_path"]
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["anonymous", "client", "admin"]
 
-# The key schemes, read by the auth dependency and shown by the OpenAPI "Authorize" button.
-API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
-BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+# The key schemes as OpenAPI declares them (the "Authorize" button of /docs).
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer"},
+}
 
 
 def route_path(scope: Scope) -> str:
@@ -82,9 +83,12 @@ class KeyChecker:
         return "client" if is_client else None
 
 
-def presented_key(api_key: str | None, bearer: str | None) -> bytes | None:
+def presented_key(api_key: str | None, authorization: str | None) -> bytes | None:
     """The key a request presents: ``X-API-Key``, else an ``Authorization: Bearer`` token."""
-    for value in (api_key, bearer):
-        if value and value.strip():
-            return value.strip().encode()
+    if api_key and api_key.strip():
+        return api_key.strip().encode()
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip().encode()
     return None

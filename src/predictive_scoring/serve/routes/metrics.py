@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Request, Response, Security
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from predictive_scoring.serve.deps import Metrics, ServiceSettings, require_client
-from predictive_scoring.serve.security import API_KEY_HEADER, BEARER
 
 __all__ = ["router"]
 
@@ -26,10 +22,8 @@ async def prometheus_metrics(
     request: Request,
     metrics: Metrics,
     settings: ServiceSettings,
-    api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> Response:
     """Open by default (``metrics_public``); set it false to require an API key."""
     if not settings.metrics_public:
-        await require_client(request, api_key, bearer)
+        await require_client(request)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -17,13 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from predictive_scoring.errors import RequestProblem
 from predictive_scoring.ingress import Limits
 from predictive_scoring.serve.decode import decode_leads, result_dict
-from predictive_scoring.serve.deps import (
-    Authenticated,
-    CurrentModel,
-    Metrics,
-    ServiceLimits,
-    ServiceSettings,
-)
+from predictive_scoring.serve.deps import Authenticated, Scoring, ScoringContext
 from predictive_scoring.serve.metrics import ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import (
@@ -33,7 +27,6 @@ from predictive_scoring.serve.schemas import (
     LeadIn,
     ScoreResponse,
 )
-from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHandle
 
 __all__ = ["router"]
@@ -85,14 +78,7 @@ def _score(
 
 
 async def _answer(
-    request: Request,
-    *,
-    batch: bool,
-    reasons: bool,
-    model: ModelHandle,
-    settings: Settings,
-    limits: Limits,
-    metrics: ServiceMetrics,
+    request: Request, ctx: ScoringContext, *, batch: bool, reasons: bool
 ) -> OrjsonResponse:
     kind = request.headers.get("content-type", "")
     if kind.split(";", 1)[0].strip().lower() != "application/json":
@@ -107,10 +93,10 @@ async def _answer(
         _score,
         body,
         batch=batch,
-        n_reasons=settings.n_reasons if reasons else 0,
-        model=model,
-        limits=limits,
-        metrics=metrics,
+        n_reasons=ctx.settings.n_reasons if reasons else 0,
+        model=ctx.model,
+        limits=ctx.limits,
+        metrics=ctx.metrics,
     )
     # One lead scores in about a millisecond: on the loop; bigger bodies in a thread.
     return OrjsonResponse(work() if len(body) <= _INLINE_BYTES else await run_in_threadpool(work))
@@ -123,24 +109,9 @@ async def _answer(
     summary="Score one lead",
     openapi_extra=_body_schema(LeadIn),
 )
-async def score_one(
-    request: Request,
-    model: CurrentModel,
-    settings: ServiceSettings,
-    limits: ServiceLimits,
-    metrics: Metrics,
-    reasons: Reasons = True,
-) -> OrjsonResponse:
+async def score_one(request: Request, ctx: Scoring, reasons: Reasons = True) -> OrjsonResponse:
     """Probability, 1-99 score, stage, grade, reasons and warnings for one lead."""
-    return await _answer(
-        request,
-        batch=False,
-        reasons=reasons,
-        model=model,
-        settings=settings,
-        limits=limits,
-        metrics=metrics,
-    )
+    return await _answer(request, ctx, batch=False, reasons=reasons)
 
 
 @router.post(
@@ -150,21 +121,6 @@ async def score_one(
     summary="Score many leads",
     openapi_extra=_body_schema(BatchRequest),
 )
-async def score_batch(
-    request: Request,
-    model: CurrentModel,
-    settings: ServiceSettings,
-    limits: ServiceLimits,
-    metrics: Metrics,
-    reasons: Reasons = True,
-) -> OrjsonResponse:
+async def score_batch(request: Request, ctx: Scoring, reasons: Reasons = True) -> OrjsonResponse:
     """Up to ``max_batch`` leads in one call, scored together; results keep the request order."""
-    return await _answer(
-        request,
-        batch=True,
-        reasons=reasons,
-        model=model,
-        settings=settings,
-        limits=limits,
-        metrics=metrics,
-    )
+    return await _answer(request, ctx, batch=True, reasons=reasons)
