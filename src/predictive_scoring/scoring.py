@@ -8,6 +8,8 @@ Its bundle on disk (the format) is :mod:`predictive_scoring.bundle`'s.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -143,6 +145,19 @@ class Scorer:
     @property
     def version(self) -> str:
         return str(self.metadata.get("version", "unregistered"))
+
+    @property
+    def lineage(self) -> dict[str, str]:
+        """What produced a score: the registry version, the model's checksum, hashes of the
+        feature definition and of the thresholds, and the training data's DVC hash."""
+        return {
+            "model_name": self.name,
+            "model_version": self.version,
+            "model_sha256": str(self.metadata.get("model_sha256", "")),
+            "definition_hash": _digest(self.definition.to_dict()),
+            "thresholds_version": _digest(self.thresholds.to_dict()),
+            "data_hash": str(self.metadata.get("data_md5", "unknown")),
+        }
 
     def with_metadata(self, **updates: Any) -> Scorer:
         """A copy with updated metadata (for example the registry version once registered)."""
@@ -330,6 +345,12 @@ class Scorer:
                 self._texts.clear()
             found = self._texts[key] = self._describers[feature](value)
         return found
+
+
+def _digest(data: Any) -> str:
+    """A short, stable hash of JSON-ready data (keys sorted)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _threads_for(X: np.ndarray) -> int:
