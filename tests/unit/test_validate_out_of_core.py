@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,7 @@ def _write(root: Path, events: pd.DataFrame, suffix: str) -> DataParams:
     return DataParams(events=path.name)
 
 
-def _problems(call: object) -> list[str]:
-    assert callable(call)
+def _problems(call: Callable[[], object]) -> list[str]:
     with pytest.raises(DataValidationError) as info:
         call()
     return info.value.problems
@@ -121,6 +121,7 @@ def test_batched_report_equals_the_whole_table_report(tmp_path: Path, suffix: st
     whole = validate(params, root=tmp_path, now=NOW, batch_rows=10**6).to_dict()
     raw = load_raw(params, root=tmp_path, now=NOW)
     assert batched == whole
+    assert raw.events is not None
     assert batched["n_events"] == N_EVENTS == len(raw.events)
     assert batched["warnings"] == raw.warnings
     assert batched["warnings"] == [
