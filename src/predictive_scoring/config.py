@@ -29,6 +29,7 @@ __all__ = [
     "ExportParams",
     "FeaturizeParams",
     "GenerateParams",
+    "MonitorParams",
     "Params",
     "PromoteParams",
     "ThresholdParams",
@@ -216,6 +217,41 @@ class PromoteParams(_Section):
     champion_alias: str = "champion"
 
 
+class MonitorParams(_Section):
+    """The monitor's limits: when drift or realized performance says investigate or retrain.
+
+    Drift (PSI) is judged on the last ``recent_weeks`` weeks of scores and only from
+    ``min_scores`` scores; calibration and AUC on the latest matured cohorts, from
+    ``min_matured`` leads (docs/monitoring.md, "The monitor").
+    """
+
+    recent_weeks: int = Field(4, ge=1, description="weeks of scores the drift verdict reads")
+    min_scores: int = Field(500, ge=1, description="scores needed before drift counts")
+    min_matured: int = Field(300, ge=1, description="matured leads needed for calibration/AUC")
+    score_psi_investigate: float = Field(0.1, gt=0)
+    score_psi_retrain: float = Field(0.25, gt=0)
+    feature_psi_investigate: float = Field(0.2, gt=0)
+    feature_psi_retrain: float = Field(0.5, gt=0)
+    calibration_gap: float = Field(
+        0.03, gt=0, lt=1, description="|realized - predicted conversion| that says retrain"
+    )
+    auc_drop: float = Field(0.05, gt=0, lt=1, description="ROC-AUC below the test figure by")
+    sql_sla_hours: float = Field(48.0, gt=0, description="sales should accept or reject an SQL")
+    top_features: int = Field(10, ge=1, description="drifting features shown in the report")
+    duckdb_memory_limit: str = Field("1GB", description="DuckDB spills to disk past this")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitorParams:
+        for name in ("score_psi", "feature_psi"):
+            low, high = getattr(self, f"{name}_investigate"), getattr(self, f"{name}_retrain")
+            if not low <= high:
+                raise ValueError(
+                    f"monitor.{name}_investigate ({low}) must not exceed "
+                    f"monitor.{name}_retrain ({high})"
+                )
+        return self
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -227,6 +263,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
     promote: PromoteParams = PromoteParams()
+    monitor: MonitorParams = MonitorParams()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
