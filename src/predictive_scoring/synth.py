@@ -388,26 +388,51 @@ def _progress_bar(*, enabled: bool, total: int) -> Iterator[Callable[[], None]]:
 
 
 def _make_period(params: GenerateParams) -> _Period:
+    start = _period_start(params)
+    return _period(start, start + pd.DateOffset(months=params.months))
+
+
+def _period_start(params: GenerateParams) -> pd.Timestamp:
     try:
         start = pd.Timestamp(params.start)
     except ValueError as exc:
         raise ConfigError(
             f"generate.start: cannot parse {params.start!r} as a date; use YYYY-MM-DD"
         ) from exc
-    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-    end = start + pd.DateOffset(months=params.months)
+    return start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+
+
+def _days(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
     days = pd.date_range(start.normalize(), end, freq="D", inclusive="left")
-    days = days[days >= start.normalize()]
-    months_since = (days.year - start.year) * 12 + days.month - start.month
-    weight = (
+    return days[days >= start.normalize()]
+
+
+def _day_weights(days: pd.DatetimeIndex, origin: pd.Timestamp) -> np.ndarray:
+    """Relative lead volume per day: season, weekday, and 20% a year of growth since origin."""
+    months_since = (days.year - origin.year) * 12 + days.month - origin.month
+    return np.asarray(
         _MONTH_FACTOR[days.month.to_numpy() - 1]
         * _WEEKDAY_FACTOR[days.day_of_week.to_numpy()]
         * (1.0 + 0.2 * months_since.to_numpy() / 12.0)
     )
-    month_starts = pd.date_range(start.normalize().replace(day=1), end, freq="MS")
+
+
+def _period(
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    origin: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+) -> _Period:
+    """Leads created in [start, end), growth counted from origin (default start); their events
+    and outcomes simulated until ``until`` (default end), so a later until holds their future."""
+    until = end if until is None else until
+    days = _days(start, end)
+    weight = _day_weights(days, start if origin is None else origin)
+    month_starts = pd.date_range(start.normalize().replace(day=1), until, freq="MS")
     return _Period(
         start_us=_to_us(start),
-        end_us=_to_us(end),
+        end_us=_to_us(until),
         day_us=np.array([_to_us(d) for d in days], dtype=np.int64),
         day_p=weight / weight.sum(),
         month_starts_us=np.array([_to_us(m) for m in month_starts], dtype=np.int64),
@@ -457,9 +482,18 @@ def _with_missing(rng: np.random.Generator, codes: np.ndarray, rate: float) -> n
 
 
 def _simulate_chunk(
-    *, rng: np.random.Generator, first: int, n: int, period: _Period, params: GenerateParams
+    *,
+    rng: np.random.Generator,
+    first: int,
+    n: int,
+    period: _Period,
+    params: GenerateParams,
+    sources: tuple[tuple[str, float, float, float], ...] = _SOURCES,
 ) -> _Chunk:
-    """Simulate n leads (ids first+1 ... first+n) with their events, outcomes and latent truth."""
+    """Simulate n leads (ids first+1 ... first+n) with their events, outcomes and latent truth.
+
+    ``sources`` (name, probability, fit effect, intent effect) is the lead-source mix.
+    """
     lead_ids = pa.array([f"L{i:08d}" for i in range(first + 1, first + n + 1)], pa.string())
 
     # --- creation time: seasonal day, business-hours time of day
@@ -482,13 +516,13 @@ def _simulate_chunk(
     function = _choice(rng, np.array([x[0] for x in _FUNCTIONS]), n)
     fit_raw += np.array([x[1] for x in _SENIORITY])[seniority]
     fit_raw += np.array([x[1] for x in _FUNCTIONS])[function]
-    source = _choice(rng, np.array([x[1] for x in _SOURCES]), n)
-    fit_raw += np.array([x[2] for x in _SOURCES])[source]
+    source = _choice(rng, np.array([x[1] for x in sources]), n)
+    fit_raw += np.array([x[2] for x in sources])[source]
     free_mail = rng.random(n) < np.clip(0.45 - 0.1 * log_emp, 0.03, 0.5)
     fit_raw += np.where(free_mail, -0.45, 0.1)
     fit = (fit_raw + rng.normal(0.0, 0.3, n) - _FIT_MEAN) / _FIT_SD
 
-    intent = 1.5 * np.array([x[3] for x in _SOURCES])[source] + rng.normal(0.0, 1.0, n)
+    intent = 1.5 * np.array([x[3] for x in sources])[source] + rng.normal(0.0, 1.0, n)
     propensity = 1.0 / (
         1.0 + np.exp(-(_PROPENSITY_BIAS + _FIT_WEIGHT * fit + _INTENT_WEIGHT * intent))
     )
@@ -508,6 +542,7 @@ def _simulate_chunk(
         seniority=seniority,
         function=function,
         source=source,
+        source_names=[x[0] for x in sources],
         free_mail=free_mail,
     )
     events = _events_table(
@@ -517,6 +552,7 @@ def _simulate_chunk(
         horizon=horizon,
         intent=intent,
         source=source,
+        source_names=[x[0] for x in sources],
         stage_t=stage_t,
         period=period,
         scale=params.events_per_lead / 50.0,
@@ -579,6 +615,7 @@ def _leads_table(
     seniority: np.ndarray,
     function: np.ndarray,
     source: np.ndarray,
+    source_names: list[str],
     free_mail: np.ndarray,
 ) -> pa.Table:
     n = created.shape[0]
@@ -639,7 +676,7 @@ def _leads_table(
             "annual_revenue": pa.array(revenue, pa.float64(), mask=rng.random(n) < 0.20),
             "country": _dict_array(_with_missing(rng, country, 0.08), spellings),
             "job_title": job_title,
-            "lead_source": _dict_array(_with_missing(rng, source, 0.05), [x[0] for x in _SOURCES]),
+            "lead_source": _dict_array(_with_missing(rng, source, 0.05), source_names),
             "email": email_arr,
         },
         schema=LEADS_SCHEMA,
@@ -654,6 +691,7 @@ def _events_table(
     horizon: np.ndarray,
     intent: np.ndarray,
     source: np.ndarray,
+    source_names: list[str],
     stage_t: np.ndarray,
     period: _Period,
     scale: float,
@@ -740,7 +778,7 @@ def _events_table(
     add(lead, t, bot_type)
 
     # Source-specific first touch at creation (a trade-show badge scan, a form, a registration).
-    src_names = np.array([x[0] for x in _SOURCES])[source]
+    src_names = np.array(source_names)[source]
     first_type = np.full(n, -1)
     first_type[np.isin(src_names, _INBOUND)] = _ET["form_submit"]
     first_type[src_names == "trade_show"] = _ET["trade_show_visit"]
