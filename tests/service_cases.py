@@ -12,7 +12,8 @@ ADMIN_KEY = "admin-key-456"
 
 
 def make_settings(bundle_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a service on ``bundle_dir`` with the test keys; no .env file is read."""
+    """Settings for a service on ``bundle_dir`` with the test keys; no .env file is read; the score
+    log goes to ``logs`` beside the bundle (else under ``project_dir``)."""
     values: dict[str, Any] = {
         "api_keys": API_KEY,
         "admin_keys": ADMIN_KEY,
@@ -24,6 +25,8 @@ def make_settings(bundle_dir: Path, **overrides: Any) -> Settings:
         "load_retry_seconds": 0,
         **overrides,
     }
+    if bundle_dir is not None and "log_dir" not in overrides:  # else under project_dir
+        values["log_dir"] = str(Path(bundle_dir).parent / "logs")
     return Settings(_env_file=None, **values)
 
 

@@ -1,8 +1,10 @@
 """The scorer: the model bundle on disk and the one scoring path behind every consumer.
 
 Every input reaches it through :mod:`predictive_scoring.ingress` (:meth:`Scorer.admit`), and the
-service, the CRM file scorer and the MLflow pyfunc all call :meth:`Scorer.score_batch`, which
-runs the online executor, the LightGBM booster, the calibrator, the thresholds and the reasons.
+service, the CRM file scorer and the MLflow pyfunc all call :meth:`Scorer.score_batch` (or
+:meth:`Scorer.score_batch_with_features`, which also returns the feature matrix for the score log),
+which runs the online executor, the LightGBM booster, the calibrator, the thresholds and the
+reasons.
 Its bundle on disk (the format) is :mod:`predictive_scoring.bundle`'s.
 """
 
@@ -234,6 +236,29 @@ class Scorer:
         warnings: Sequence[list[InputWarning]] | None = None,
     ) -> list[ScoreResult]:
         """Score a columnar batch: one vectorised pass for features, model and reasons."""
+        return self.score_batch_with_features(
+            batch, lead_ids, n_reasons=n_reasons, warnings=warnings
+        )[0]
+
+    def score_admitted_with_features(
+        self, admitted: Admitted, *, n_reasons: int = 3
+    ) -> tuple[list[ScoreResult], np.ndarray]:
+        """:meth:`score_admitted`, and the feature matrix the model saw: what the score log
+        records."""
+        return self.score_batch_with_features(
+            admitted.batch, admitted.lead_ids, n_reasons=n_reasons, warnings=admitted.warnings
+        )
+
+    def score_batch_with_features(
+        self,
+        batch: LeadBatch,
+        lead_ids: Sequence[str],
+        *,
+        n_reasons: int = 3,
+        warnings: Sequence[list[InputWarning]] | None = None,
+    ) -> tuple[list[ScoreResult], np.ndarray]:
+        """:meth:`score_batch`, and its feature matrix (leads x :attr:`feature_names`, float64,
+        categories as level codes, NaN for missing) exactly as the model saw it."""
         if len(lead_ids) != batch.size:
             raise ScoringInputError(
                 f"{len(lead_ids)} lead ids for {batch.size} leads", field="lead_id"
@@ -263,7 +288,7 @@ class Scorer:
             positives = [[] for _ in range(batch.size)]
             negatives = [[] for _ in range(batch.size)]
         probs = p.tolist()
-        return [
+        results = [
             ScoreResult(
                 lead_id=str(lead_ids[i]),
                 probability=probs[i],
@@ -276,6 +301,7 @@ class Scorer:
             )
             for i in range(batch.size)
         ]
+        return results, X
 
     def score(
         self,

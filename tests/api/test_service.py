@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from tests.service_cases import ADMIN_KEY, API_KEY, error_names, make_settings, post_case
@@ -100,11 +101,11 @@ def test_a_batch_is_scored_in_one_scorer_call(
     calls: list[int] = []
 
     class CountingScorer(Scorer):
-        def score_batch(
+        def score_batch_with_features(
             self, batch: LeadBatch, lead_ids: Sequence[str], **kw: Any
-        ) -> list[ScoreResult]:
+        ) -> tuple[list[ScoreResult], np.ndarray]:
             calls.append(batch.size)
-            return super().score_batch(batch, lead_ids, **kw)
+            return super().score_batch_with_features(batch, lead_ids, **kw)
 
     def load(settings: Settings) -> Scorer:
         s = Scorer.load(settings.bundle_dir)

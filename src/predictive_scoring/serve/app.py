@@ -1,4 +1,4 @@
-"""The app factory: settings, auth, metrics, and the model loaded in the lifespan."""
+"""The app factory: settings, auth, metrics, and the model and score log in the lifespan."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from pydantic.json_schema import models_json_schema
 
 from predictive_scoring.io import setup_logging
 from predictive_scoring.model_source import BUNDLE_ENV, TRACKING_ENV, ModelChoice, choose_model
+from predictive_scoring.scorelog import ScoreLog
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve.deps import limits_of
 from predictive_scoring.serve.handlers import install_handlers
 from predictive_scoring.serve.metrics import MetricsMiddleware, ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
-from predictive_scoring.serve.routes import admin, health, metrics, model, scores
+from predictive_scoring.serve.routes import admin, health, metrics, model, outcomes, scores
 from predictive_scoring.serve.schemas import BatchRequest, LeadIn
 from predictive_scoring.serve.security import SECURITY_SCHEMES, KeyChecker
 from predictive_scoring.serve.settings import Settings
@@ -111,6 +112,25 @@ async def _keep_loaded(holder: ModelHolder, service_metrics: ServiceMetrics) -> 
             return
 
 
+def _start_score_log(settings: Settings, service_metrics: ServiceMetrics) -> ScoreLog | None:
+    """The score log's writer for this worker (None when the log is turned off)."""
+    if not settings.log_enabled:
+        logger.info("score log off (log_enabled is false)")
+        return None
+    logger.info(
+        "score log: %s, written at least every %g s",
+        settings.log_store,
+        settings.log_flush_seconds,
+    )
+    return ScoreLog(
+        settings.log_store,
+        flush_seconds=settings.log_flush_seconds,
+        max_rows=settings.log_queue_size,
+        on_drop=service_metrics.count_log_dropped,
+        on_write=service_metrics.count_log_written,
+    ).start()
+
+
 def _document(app: FastAPI, settings: Settings) -> None:
     """Complete the OpenAPI document with what the routes do by hand: the request models (the
     score routes read their bodies themselves, see :mod:`~predictive_scoring.serve.decode`) and
@@ -153,12 +173,18 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         await asyncio.to_thread(warm_up)
         await _try_load(holder, service_metrics, poll=False)
         task = asyncio.create_task(_keep_loaded(holder, service_metrics))
+        score_log = _start_score_log(settings, service_metrics)
+        app.state.score_log = score_log
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if score_log is not None:  # uvicorn has finished the requests: write what is queued
+                app.state.score_log = None
+                await asyncio.to_thread(score_log.close)
+                logger.info("score log closed: %d records written", score_log.written)
 
     app = FastAPI(
         title="predictive_scoring",
@@ -173,6 +199,7 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
     app.state.limits = limits_of(settings)
     app.state.metrics = service_metrics
     app.state.holder = holder
+    app.state.score_log = None  # started in the lifespan
     install_handlers(app)
 
     paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -180,6 +207,7 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         (scores.router, "/v1"),
         (model.router, "/v1"),
         (admin.router, "/v1"),
+        (outcomes.router, "/v1"),
         (health.router, ""),
         (metrics.router, ""),
     ):

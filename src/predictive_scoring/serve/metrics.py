@@ -21,7 +21,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class ServiceMetrics:
-    """Request count and latency by route, leads by stage, the model version serving."""
+    """Request count and latency by route, leads by stage, the model version serving, the score
+    log's records written and dropped."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -69,6 +70,20 @@ class ServiceMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.log_written = Counter(
+            "predictive_scoring_score_log_written",
+            "Score records written to the score log.",
+            registry=self.registry,
+        )
+        self.log_dropped = Counter(
+            "predictive_scoring_score_log_dropped",
+            "Score records not logged, by reason: queue_full (the writer fell behind; scoring "
+            "went on), write_error (a part could not be written), closed (scored after shutdown).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("queue_full", "write_error", "closed"):  # shown at 0 from the start
+            self.log_dropped.labels(reason)
         # Label children by their label values: a ``labels()`` lookup costs more than the update.
         self._stage_counts: dict[str, Any] = {}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -95,6 +110,12 @@ class ServiceMetrics:
             )
         children[0].observe(seconds)
         children[1].inc()
+
+    def count_log_dropped(self, n: int, reason: str) -> None:
+        self.log_dropped.labels(reason).inc(n)
+
+    def count_log_written(self, n: int) -> None:
+        self.log_written.inc(n)
 
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()

@@ -63,10 +63,16 @@ _EXAMPLE_LEAD: dict[str, Any] = {
     ],
     "as_of": "2025-03-05T00:00:00Z",
 }
+_EXAMPLE_LINEAGE: dict[str, str] = {
+    "definition_hash": "5f0c2a9e41d7",
+    "thresholds_version": "a83b1c07e2f4",
+    "data_hash": "c9355551ebb60f355d2dcad848e67311.dir",
+}
 _EXAMPLE_MODEL: dict[str, Any] = {
     "name": "lead-scoring",
     "version": "7",
     "thresholds": {"mql": 0.15, "sql": 0.4},
+    **_EXAMPLE_LINEAGE,
 }
 _EXAMPLE_RESULT: dict[str, Any] = {
     "lead_id": "L-10293",
@@ -187,8 +193,17 @@ class ModelRef(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_MODEL]})
 
     name: str
-    version: str
+    version: str = Field(description="The registry version (models:/<name>/<version>).")
     thresholds: ThresholdsOut
+    definition_hash: str = Field(
+        default="", description="Hash of the feature definition the features were computed by."
+    )
+    thresholds_version: str = Field(
+        default="", description="Hash of the MQL/SQL cut-offs that assigned the stage."
+    )
+    data_hash: str = Field(
+        default="", description="DVC hash of the training data (the raw data folder)."
+    )
 
 
 class WarningOut(BaseModel):
@@ -252,6 +267,9 @@ class ModelInfoResponse(BaseModel):
                     "sqlite:///srv/lead-scoring/mlflow.db: the project's MLflow store has a "
                     "@champion and no bundle is set",
                     "loaded_at": "2025-03-05T08:00:00Z",
+                    "model_sha256": "b1913fd59f9a4b4b80a676147d205768"
+                    "da0728503aa6d08daf3e51b0ead50355",
+                    **_EXAMPLE_LINEAGE,
                     "metrics": {"test_roc_auc": 0.87, "test_brier": 0.061},
                     "thresholds": {"mql": 0.15, "sql": 0.4, "base_rate": 0.08},
                     "features": ["lead_age_days", "n_events_total", "industry"],
@@ -276,6 +294,10 @@ class ModelInfoResponse(BaseModel):
         default=None, description="Why this model is served: the source and what selected it."
     )
     loaded_at: datetime
+    model_sha256: str = Field(default="", description="SHA-256 of the booster's model file.")
+    definition_hash: str = Field(default="", description="Hash of the feature definition.")
+    thresholds_version: str = Field(default="", description="Hash of the MQL/SQL cut-offs.")
+    data_hash: str = Field(default="", description="DVC hash of the training data.")
     metrics: dict[str, Any]
     thresholds: dict[str, float]
     features: list[str]

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Keys allowed to score and to reload the model."
     )
+    outcome_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys allowed to score and to post outcomes (POST /v1/outcomes); admin "
+        "keys may post outcomes too.",
+    )
     allow_anonymous: bool = Field(
         default=False, description="Turn authentication off entirely (local development only)."
     )
@@ -69,8 +74,37 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(
         default=True, description="Serve /metrics without a key (scrapers rarely carry one)."
     )
+    log_enabled: bool = Field(
+        default=True,
+        description="Record every score with its lineage and features in the score log.",
+    )
+    log_dir: str = Field(
+        default="logs",
+        description="The score log's store: a folder (relative paths are under project_dir), "
+        "or an fsspec URL such as s3://bucket/lead-scoring/logs that replicas share.",
+    )
+    log_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Write the queued records at least this often: what a crash may lose.",
+    )
+    log_queue_size: int = Field(
+        default=100_000,
+        ge=1,
+        description="Leads waiting to be written at most; beyond, records are dropped and "
+        "counted (predictive_scoring_score_log_dropped_total), never scoring delayed.",
+    )
 
-    @field_validator("api_keys", "admin_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", "outcome_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: Any) -> Any:
         return _split_keys(value)
+
+    @property
+    def log_store(self) -> str:
+        """Where the score log goes: ``log_dir`` as given if a URL or absolute, else under the
+        project."""
+        if "://" in self.log_dir or Path(self.log_dir).is_absolute():
+            return self.log_dir
+        return str(self.project_dir / self.log_dir)

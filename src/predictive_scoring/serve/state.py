@@ -24,20 +24,29 @@ ScorerLoader = Callable[[Settings], Scorer]
 
 @dataclass(frozen=True)
 class ModelHandle:
-    """A scorer with what every response needs precomputed; never mutated after creation."""
+    """A scorer with what every response and log record needs precomputed; never mutated after
+    creation."""
 
     scorer: Scorer
     ref: dict[str, Any]
+    lineage: dict[str, str] = field(default_factory=dict)
+    feature_names: tuple[str, ...] = ()
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def of(cls, scorer: Scorer) -> ModelHandle:
+        lineage = scorer.lineage  # hashes the definition: once per load, not per request
         ref = {
             "name": scorer.name,
             "version": scorer.version,
             "thresholds": {"mql": scorer.thresholds.mql, "sql": scorer.thresholds.sql},
+            "definition_hash": lineage["definition_hash"],
+            "thresholds_version": lineage["thresholds_version"],
+            "data_hash": lineage["data_hash"],
         }
-        return cls(scorer=scorer, ref=ref)
+        return cls(
+            scorer=scorer, ref=ref, lineage=lineage, feature_names=tuple(scorer.feature_names)
+        )
 
     @property
     def version(self) -> str:

@@ -15,7 +15,8 @@ router = APIRouter(prefix="/model", tags=["model"], dependencies=[Authenticated]
 
 @router.get("", response_model=ModelInfoResponse, summary="The model now serving")
 def model_info(model: CurrentModel) -> OrjsonResponse:
-    """Name, version, where it came from and why, metrics, thresholds and the feature list."""
+    """Name, version, where it came from and why, its lineage (model checksum, definition and
+    thresholds hashes, training data hash), metrics, thresholds and the feature list."""
     scorer = model.scorer
     meta = scorer.metadata
     metrics = meta.get("metrics")
@@ -29,6 +30,10 @@ def model_info(model: CurrentModel) -> OrjsonResponse:
         source=meta.get("source"),
         why=meta.get("why"),
         loaded_at=model.loaded_at,
+        model_sha256=model.lineage.get("model_sha256", ""),
+        definition_hash=model.lineage.get("definition_hash", ""),
+        thresholds_version=model.lineage.get("thresholds_version", ""),
+        data_hash=model.lineage.get("data_hash", ""),
         metrics=metrics,
         thresholds={
             "mql": scorer.thresholds.mql,

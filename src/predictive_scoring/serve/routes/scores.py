@@ -2,7 +2,9 @@
 
 The routes read the raw body themselves, so a well-formed request is decoded once, by msgspec,
 instead of into pydantic models; the models still describe the body in OpenAPI and explain any
-body that does not decode. Every rule is :func:`predictive_scoring.ingress.admit`'s.
+body that does not decode. Every rule is :func:`predictive_scoring.ingress.admit`'s. The scores,
+the features as served and the model's lineage go to the score log's queue
+(:mod:`predictive_scoring.scorelog`), which writes them off the request path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from predictive_scoring.errors import RequestProblem
 from predictive_scoring.ingress import Limits
+from predictive_scoring.scorelog import ScoredBatch, ScoreLog
 from predictive_scoring.serve.decode import decode_leads, result_dict
 from predictive_scoring.serve.deps import Authenticated, Scoring, ScoringContext
 from predictive_scoring.serve.metrics import ServiceMetrics
@@ -66,10 +69,24 @@ def _score(
     model: ModelHandle,
     limits: Limits,
     metrics: ServiceMetrics,
+    log: ScoreLog | None,
 ) -> dict[str, Any]:
     raw = decode_leads(body, batch=batch)
-    admitted = model.scorer.admit(raw, now=int(time.time()), limits=limits)
-    results = model.scorer.score_admitted(admitted, n_reasons=n_reasons)
+    now = time.time()
+    admitted = model.scorer.admit(raw, now=int(now), limits=limits)
+    results, features = model.scorer.score_admitted_with_features(admitted, n_reasons=n_reasons)
+    if log is not None:  # one queue append; the writer thread builds the records
+        log.submit(
+            ScoredBatch(
+                results=results,
+                features=features,
+                feature_names=model.feature_names,
+                as_of=admitted.batch.as_of,
+                source="api",
+                lineage=model.lineage,
+                scored_at=now,
+            )
+        )
     metrics.count_stages(r.stage for r in results)
     metrics.count_warnings(w.field for ws in admitted.warnings for w in ws)
     if batch:
@@ -97,6 +114,7 @@ async def _answer(
         model=ctx.model,
         limits=ctx.limits,
         metrics=ctx.metrics,
+        log=request.app.state.score_log,
     )
     # One lead scores in about a millisecond: on the loop; bigger bodies in a thread.
     return OrjsonResponse(work() if len(body) <= _INLINE_BYTES else await run_in_threadpool(work))
