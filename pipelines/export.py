@@ -1,4 +1,8 @@
-"""DVC stage `export`: the model bundle in models/, registered in MLflow as the challenger."""
+"""DVC stage `export`: the model bundle in models/, registered in MLflow as the challenger.
+
+The bundle also carries the monitor's reference: the distribution of every model input and of
+the probability on the test split, and what the thresholds promised per week and per stage.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,19 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from predictive_scoring.config import load_params
 from predictive_scoring.io import dvc_out_hash, git_commit, read_json, setup_logging
+from predictive_scoring.profile import build_reference, capacity_agreement
 from predictive_scoring.registry import log_bundle_model
 from predictive_scoring.thresholds import Thresholds
-from predictive_scoring.train import STAGING_TRAINING, staging_scorer
+from predictive_scoring.train import (
+    STAGING_TRAINING,
+    encode_frame,
+    scorer_probabilities,
+    staging_scorer,
+)
 
 logger = logging.getLogger("pipelines.export")
 
@@ -23,10 +35,13 @@ def main() -> int:
     parser.add_argument("--staging", type=Path, default=Path("models/staging"))
     parser.add_argument("--thresholds", type=Path, default=Path("models/thresholds.json"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"))
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--table", type=Path, default=Path("reports/thresholds.csv"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     setup_logging()
-    params = load_params(args.params).export
+    all_params = load_params(args.params)
+    params = all_params.export
     out = args.out or Path(params.model_dir)
     run_id = read_json(args.staging / STAGING_TRAINING)["run_id"]
     # The same scorer the thresholds and evaluate stages measured, now with its metadata.
@@ -42,6 +57,23 @@ def main() -> int:
             "metrics": read_json(args.metrics),
             "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
+    )
+    # The monitor's reference: the test split as this scorer sees it (codes, probabilities).
+    test = pd.read_parquet(args.features / "test.parquet")
+    reference = build_reference(
+        encode_frame(test, scorer.definition, scorer.levels),
+        scorer_probabilities(scorer, test),
+        feature_names=scorer.feature_names,
+        levels=scorer.levels,
+        split="test",
+        label={
+            "target_stage": all_params.featurize.target_stage,
+            "horizon_days": all_params.featurize.horizon_days,
+        },
+    )
+    # In place: the scorer is ours alone, and a copy would rebuild its tables.
+    scorer.metadata.update(
+        reference=reference.to_dict(), capacity=capacity_agreement(pd.read_csv(args.table))
     )
     scorer.save(out)
     version = log_bundle_model(
