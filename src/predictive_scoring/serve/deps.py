@@ -28,11 +28,14 @@ __all__ = [
     "CurrentModel",
     "Holder",
     "Metrics",
+    "OutcomesOnly",
     "Scoring",
     "ScoringContext",
     "ServiceSettings",
     "limits_of",
+    "require_admin",
     "require_client",
+    "require_outcomes",
 ]
 
 
@@ -108,19 +111,26 @@ def _role(request: Request) -> Role:
 
 
 async def require_client(request: Request) -> None:
-    """Any valid key (client or admin), checked before the route reads the body."""
+    """Any valid key (client, outcome or admin), checked before the route reads the body."""
     _role(request)
+
+
+def _forbidden(needs: str) -> RequestProblem:
+    return RequestProblem(
+        ["header", "X-API-Key"], f"this endpoint needs {needs}", "forbidden", status_code=403
+    )
 
 
 async def require_admin(request: Request) -> None:
     """An admin key (or anonymous mode)."""
+    if _role(request) not in ("admin", "anonymous"):
+        raise _forbidden("an admin key")
+
+
+async def require_outcomes(request: Request) -> None:
+    """An outcome key or an admin key (or anonymous mode)."""
     if _role(request) == "client":
-        raise RequestProblem(
-            ["header", "X-API-Key"],
-            "this endpoint needs an admin key",
-            "forbidden",
-            status_code=403,
-        )
+        raise _forbidden("an outcome key (PREDICTIVE_SCORING_OUTCOME_KEYS) or an admin key")
 
 
 ServiceSettings = Annotated[Settings, Depends(get_settings)]
@@ -130,3 +140,4 @@ CurrentModel = Annotated[ModelHandle, Depends(get_model)]
 Scoring = Annotated[ScoringContext, Depends(get_scoring)]
 Authenticated = Depends(require_client)
 AdminOnly = Depends(require_admin)
+OutcomesOnly = Depends(require_outcomes)

@@ -21,7 +21,9 @@ __all__ = ["SECURITY_SCHEMES", "KeyChecker", "Role", "presented_key", "route_pat
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["anonymous", "client", "admin"]
+# What a key may do: a client scores; an outcome key also posts outcomes; an admin key does
+# both and reloads the model. Anonymous mode (local development) may do everything.
+Role = Literal["anonymous", "client", "outcomes", "admin"]
 
 # The key schemes as OpenAPI declares them (the "Authorize" button of /docs).
 SECURITY_SCHEMES = {
@@ -53,11 +55,13 @@ class KeyChecker:
     def __init__(self, settings: Settings) -> None:
         self.client_keys = _encode(settings.api_keys)
         self.admin_keys = _encode(settings.admin_keys)
+        self.outcome_keys = _encode(settings.outcome_keys)
         self.anonymous = settings.allow_anonymous
-        if not (self.client_keys or self.admin_keys or self.anonymous):
+        if not (self.client_keys or self.admin_keys or self.outcome_keys or self.anonymous):
             raise ConfigError(
                 "no API key configured: set PREDICTIVE_SCORING_API_KEYS (comma-separated) "
-                "and optionally PREDICTIVE_SCORING_ADMIN_KEYS, or set "
+                "and optionally PREDICTIVE_SCORING_ADMIN_KEYS and "
+                "PREDICTIVE_SCORING_OUTCOME_KEYS, or set "
                 "PREDICTIVE_SCORING_ALLOW_ANONYMOUS=true for local development only"
             )
         if self.anonymous:
@@ -71,15 +75,19 @@ class KeyChecker:
         return found
 
     def role(self, presented: bytes | None) -> Role | None:
-        """The presented key's role, or None when it is missing or wrong."""
+        """The presented key's role (the widest, when a key is in several lists), or None when
+        it is missing or wrong."""
         if self.anonymous:
             return "anonymous"
         if not presented:
             return None
         is_admin = self._matches(presented, self.admin_keys)
+        is_outcomes = self._matches(presented, self.outcome_keys)
         is_client = self._matches(presented, self.client_keys)
         if is_admin:
             return "admin"
+        if is_outcomes:
+            return "outcomes"
         return "client" if is_client else None
 
 
