@@ -266,5 +266,83 @@ def api_key() -> None:
     typer.echo(f"ps_{secrets.token_urlsafe(24)}")
 
 
+outcomes_app = typer.Typer(
+    help="Outcomes back in: stage changes and sales acceptance from the CRM.",
+    no_args_is_help=True,
+)
+app.add_typer(outcomes_app, name="outcomes")
+
+
+@outcomes_app.command("import")
+def outcomes_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV or Parquet in the data contract's outcomes shape: lead id, stage, time, "
+            "optionally a reason"
+        ),
+    ],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="the outcome store, a folder or an fsspec URL (default: "
+            "PREDICTIVE_SCORING_LOG_DIR, the service's store)"
+        ),
+    ] = None,
+    params: Annotated[
+        Path, typer.Option("--params", help="params.yaml whose data section names the columns")
+    ] = Path("params.yaml"),
+    sep: Annotated[str | None, _column("CSV field separator, e.g. ';'")] = None,
+    id_column: Annotated[str | None, _column("the lead id column")] = None,
+    stage_column: Annotated[str | None, _column("the stage column")] = None,
+    time_column: Annotated[
+        str | None, _column("the time column (data.outcome_time_column)")
+    ] = None,
+    reason_column: Annotated[
+        str, typer.Option(help="the optional reason column (no reasons if it is absent)")
+    ] = "reason",
+) -> None:
+    """Store a CRM export of stage changes, all or nothing, as POST /v1/outcomes does.
+
+    Stages: mql, sql, opportunity, won, lost, and sql_accepted / sql_rejected (sales accepting
+    or rejecting an SQL, with a reason such as "no budget"). Every row is checked first: an
+    error names the file, the column and the row, and nothing is stored. Rows the store already
+    holds (same lead, stage and time) are counted, not stored again, so importing the same file
+    twice is harmless.
+    """
+    from collections import Counter
+
+    from predictive_scoring.config import DataParams, load_params
+    from predictive_scoring.outcomes import check_outcomes, read_outcome_file, store_outcomes
+    from predictive_scoring.serve.settings import Settings
+
+    try:
+        data = load_params(params).data if params.exists() else DataParams()
+        named = {
+            "sep": sep,
+            "id_column": id_column,
+            "stage_column": stage_column,
+            "outcome_time_column": time_column,
+        }
+        data = data.model_copy(update={k: v for k, v in named.items() if v is not None})
+        settings = Settings()
+        table = check_outcomes(
+            read_outcome_file(file, data=data, reason_column=reason_column),
+            skew_seconds=settings.clock_skew_seconds,
+            source="file",
+        )
+        where = store or settings.log_store
+        done = store_outcomes(where, table)
+    except PredictiveScoringError as exc:
+        raise _fail(exc) from exc
+    stages = ", ".join(
+        f"{stage} {n}" for stage, n in Counter(table.column("stage").to_pylist()).most_common()
+    )
+    typer.echo(
+        f"{done.received} outcomes from {file}: {done.stored} stored, {done.already_known} "
+        f"already known -> {where}" + (f" ({stages})" if stages else "")
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
