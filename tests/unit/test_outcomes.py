@@ -311,3 +311,22 @@ def test_import_with_the_wrong_separator_says_which_to_use(cli_dir: Path) -> Non
     export = _export(cli_dir / "stages.csv", [["L-1", "sql", "2025-11-03", ""]])
     wrong = _import(str(export), "--store", str(cli_dir / "store"), "--sep", ",")
     assert wrong.exit_code == 1 and "the separator looks like ';'" in wrong.output
+
+
+def test_import_reads_parquet_with_typed_columns_and_no_reasons(cli_dir: Path) -> None:
+    export = cli_dir / "stages.parquet"
+    pd.DataFrame(
+        {
+            "Lead Id": [101, 102],
+            "Stage Name": ["MQL", "lost"],
+            "Changed At": pd.to_datetime(["2025-11-03 10:00", "2025-11-04 09:30"], utc=True),
+        }
+    ).to_parquet(export)
+    done = _import(str(export), "--store", str(cli_dir / "store"))
+    assert done.exit_code == 0, done.output
+    stored = read_outcomes(cli_dir / "store")
+    assert _keys(stored) == [
+        ("101", "mql", "2025-11-03T10:00:00Z"),
+        ("102", "lost", "2025-11-04T09:30:00Z"),
+    ]
+    assert stored["reason"].isna().all()
