@@ -312,16 +312,15 @@ def check_outcomes(
         raise origin.whole(f"{n} rows; at most {max_rows} per call (split the batch)", "too_long")
     policy = replace(SERVING, skew_seconds=skew_seconds)
     seconds, unreadable = read_seconds(raw.times, numbers=policy.numbers)
+    # The first bad row is named; within a row, the first bad field in FIELDS order.
     problems: list[tuple[int, int, str, str, str]] = []  # row, field order, field, why, kind
-    for order, (name, kind, found) in enumerate(
-        (
-            ("lead_id", "lead_id", _first_bad_id(raw.lead_ids)),
-            ("stage", "stage", _first_bad_stage(raw.stages)),
-            ("reason", "too_long", _first_bad_reason(raw.reasons)),
-        )
+    for name, kind, found in (
+        ("lead_id", "lead_id", _first_bad_id(raw.lead_ids)),
+        ("stage", "stage", _first_bad_stage(raw.stages)),
+        ("reason", "too_long", _first_bad_reason(raw.reasons)),
     ):
         if found is not None:
-            problems.append((found[0], order, name, found[1], kind))
+            problems.append((found[0], FIELDS.index(name), name, found[1], kind))
     bad_time = _first_bad_time(raw.times, seconds, unreadable, policy=policy, now=now)
     if bad_time is not None:
         problems.append((bad_time[0], FIELDS.index("ts"), "ts", bad_time[1], bad_time[2]))

@@ -104,6 +104,13 @@ def test_the_first_bad_row_is_named_whatever_its_field() -> None:
     assert refused.value.loc == ["body", "outcomes", 2, "ts"]
 
 
+def test_within_a_row_the_fields_are_named_in_order() -> None:
+    row = {"lead_id": "a", "stage": "sql", "ts": "soon", "reason": "r" * 201}
+    with pytest.raises(ScoringInputError) as refused:
+        _check([row])
+    assert refused.value.loc == ["body", "outcomes", 0, "ts"]
+
+
 def test_the_clock_skew_is_a_setting() -> None:
     ahead = [{"lead_id": "a", "stage": "sql", "ts": NOW + 600}]
     with pytest.raises(ScoringInputError, match="lies in the future"):
