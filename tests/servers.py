@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,13 +21,14 @@ def free_port() -> int:
 
 @contextmanager
 def uvicorn_service(
-    env: Mapping[str, str], *, cwd: Path, ready_timeout: float = 60.0
+    env: Mapping[str, str], *, cwd: Path, ready_timeout: float = 60.0, args: Sequence[str] = ()
 ) -> Iterator[str]:
-    """Run the service factory under uvicorn; yield its base URL once /readyz answers."""
+    """Run the service factory under uvicorn (with extra ``args`` such as ``--workers 2``); yield
+    its base URL once /readyz answers. Stopped by SIGTERM, as a process manager stops it."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "uvicorn", "--factory", "predictive_scoring.serve:create_app",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args,
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd, env=dict(env), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

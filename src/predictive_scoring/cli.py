@@ -106,14 +106,31 @@ def score(
     created_column: Annotated[str | None, _column("the leads' creation time column")] = None,
     event_type_column: Annotated[str | None, _column("the events' type column")] = None,
     event_time_column: Annotated[str | None, _column("the events' time column")] = None,
+    log_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="the score log to add these scores to: a folder or an fsspec URL "
+            "(default: PREDICTIVE_SCORING_LOG_DIR, else logs/)"
+        ),
+    ] = None,
+    log: Annotated[
+        bool | None,
+        typer.Option(
+            "--log/--no-log",
+            help="record the scores in the score log (default: PREDICTIVE_SCORING_LOG_ENABLED, "
+            "else on)",
+        ),
+    ] = None,
 ) -> None:
     """Score a CRM export into a file the CRM can import (written atomically).
 
     Files are read as training reads them; column names and the separator come from the data
     section of params.yaml unless an option names them. Every lead is checked before any is
     scored: an error names the file, the column and the row, and nothing is written. The output
-    has your id column, probability, score, stage, grade, reasons, warnings and the model
-    version. The model is the one the service would serve, unless --bundle names a bundle.
+    has your id column, probability, score, stage, grade, reasons, warnings and the model's
+    lineage (version, definition hash, thresholds version, training data hash). The model is the
+    one the service would serve, unless --bundle names a bundle. The scores are added to the
+    score log (source "file") unless --no-log.
     """
     from predictive_scoring.config import DataParams, load_params
     from predictive_scoring.filescore import score_files
@@ -133,15 +150,26 @@ def score(
         settings = Settings()
         if bundle is not None:
             settings = settings.model_copy(update={"bundle_dir": bundle})
+        if log_dir is not None:
+            settings = settings.model_copy(update={"log_dir": log_dir})
+        logging_on = settings.log_enabled if log is None else log
         choice = choose_served_model(settings, bundle_set_by="--bundle" if bundle else None)
         logger.info("scoring with %s", choice.why)
         summary = score_files(
-            scorer=choice.scorer, leads=leads, events=events, output=output, data=data, as_of=as_of
+            scorer=choice.scorer,
+            leads=leads,
+            events=events,
+            output=output,
+            data=data,
+            as_of=as_of,
+            log_store=settings.log_store if logging_on else None,
         )
     except PredictiveScoringError as exc:
         raise _fail(exc) from exc
     scorer = choice.scorer
     typer.echo(f"scored {summary.n_leads} leads with {scorer.name} v{scorer.version} -> {output}")
+    if logging_on:
+        typer.echo(f"score log: {summary.n_leads} leads added to {settings.log_store}")
     stages = ", ".join(f"{stage} {summary.stages[stage]}" for stage in ("SQL", "MQL", "nurture"))
     typer.echo(f"stages: {stages}")
     if summary.warnings:

@@ -3,7 +3,8 @@
 The files are read as training reads them (:func:`predictive_scoring.read.read_table`, with the
 data section's separator), named by the data section's columns, admitted by
 :mod:`predictive_scoring.ingress` (which applies the model's missing-value markers) and written
-atomically, with a warnings column.
+atomically, with a warnings column and the model's lineage; the scores can go to the score log
+(:mod:`predictive_scoring.scorelog`) as well.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from predictive_scoring.errors import DataValidationError, ScoringInputError
 from predictive_scoring.ingress import raw_from_frames, read_time_option
 from predictive_scoring.io import atomic_path
 from predictive_scoring.read import read_table
+from predictive_scoring.scorelog import ScoredBatch, write_scores
 from predictive_scoring.scoring import FRAME_LIMITS, Scorer, results_frame
 from predictive_scoring.timestamps import SERVING
 
@@ -31,6 +33,8 @@ __all__ = ["FileScoreSummary", "score_files"]
 logger = logging.getLogger(__name__)
 
 CHUNK = 50_000
+# The lineage each scored row carries beside model_version (Scorer.lineage's keys).
+LINEAGE_COLUMNS = ("definition_hash", "thresholds_version", "data_hash")
 
 
 @dataclass
@@ -58,11 +62,15 @@ def score_files(
     data: DataParams | None = None,
     as_of: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    log_store: str | Path | None = None,
 ) -> FileScoreSummary:
     """Score every lead in ``leads`` (with ``events``) and write a CRM-importable CSV.
 
     Column names come from ``data`` (the data section of params.yaml). Every lead is checked
-    before anything is scored, so an error names the file's row and nothing is written.
+    before anything is scored, so an error names the file's row and nothing is written. Each row
+    carries the model's lineage (registry version, definition hash, thresholds version, training
+    data hash). With ``log_store``, the scores go to the score log too (source ``file``), once
+    the output is written.
     """
     data = data or DataParams()
     now = int(time.time())
@@ -81,23 +89,43 @@ def score_files(
     )
     admitted = scorer.admit(raw, now=now, limits=FRAME_LIMITS)
     summary = FileScoreSummary(n_leads=len(admitted.lead_ids))
-    parts = []
+    lineage = scorer.lineage
+    scored_at = time.time()
+    parts, logged = [], []
     for start in range(0, summary.n_leads, CHUNK):
         stop = min(start + CHUNK, summary.n_leads)
-        results = scorer.score_batch(
-            admitted.batch.rows(start, stop),
-            admitted.lead_ids[start:stop],
-            warnings=admitted.warnings[start:stop],
+        batch = admitted.batch.rows(start, stop)
+        results, features = scorer.score_batch_with_features(
+            batch, admitted.lead_ids[start:stop], warnings=admitted.warnings[start:stop]
         )
         summary.stages.update(r.stage for r in results)
         summary.warnings.update(f"{w.field}={w.value}" for r in results for w in r.warnings)
         parts.append(results_frame(results, version=scorer.version))
+        if log_store is not None:
+            logged.append(
+                ScoredBatch(
+                    results=results,
+                    features=features,
+                    feature_names=tuple(scorer.feature_names),
+                    as_of=batch.as_of,
+                    source="file",
+                    lineage=lineage,
+                    scored_at=scored_at,
+                )
+            )
         if progress is not None:
             progress(stop, summary.n_leads)
     out = pd.concat(parts, ignore_index=True) if parts else results_frame([], version="")
     out = out.rename(columns={"lead_id": data.id_column})
-    out["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    for key in LINEAGE_COLUMNS:
+        out[key] = lineage[key]
+    out["scored_at"] = dt.datetime.fromtimestamp(int(scored_at), dt.UTC).isoformat()
     with atomic_path(output) as tmp:
         out.to_csv(tmp, index=False)
     logger.info("scored %d leads from %s -> %s", summary.n_leads, leads, output)
+    if log_store is not None:
+        written = write_scores(log_store, logged)
+        logger.info(
+            "score log: %d leads in %d part(s) of %s", summary.n_leads, len(written), log_store
+        )
     return summary

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from predictive_scoring.errors import (
     ModelRegistryError,
     PromotionRefused,
 )
-from predictive_scoring.scoring import Scorer, score_nested
+from predictive_scoring.ingress import raw_from_nested
+from predictive_scoring.scorelog import process_score_log, scored_batch
+from predictive_scoring.scoring import FRAME_LIMITS, Scorer, results_frame, score_nested
 
 __all__ = [
     "LeadScoringPyfunc",
@@ -31,6 +34,7 @@ __all__ = [
     "load_registered_scorer",
     "log_bundle_model",
     "metric_on_features",
+    "model_lineage",
     "promote_challenger",
     "pyfunc_input_frame",
 ]
@@ -38,6 +42,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT = "bundle"
+# Where the pyfunc logs its scores, when set (also the params key "log_dir" of predict).
+LOG_DIR_ENV = "PREDICTIVE_SCORING_LOG_DIR"
 # What MLflow answers for a registered model or an alias that does not exist.
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
@@ -88,10 +94,36 @@ class _PyfuncBase:
     """Shared scoring logic, kept apart from the MLflow base class for plain reuse."""
 
     scorer: Scorer
+    _lineage_of: tuple[Scorer, dict[str, str]] | None = None
 
-    def score_frame(self, model_input: pd.DataFrame) -> pd.DataFrame:
-        out = score_nested(self.scorer, pd.DataFrame(model_input))
-        return out.drop(columns=["lead_id"])
+    def score_frame(
+        self, model_input: pd.DataFrame, *, log_dir: str | Path | None = None
+    ) -> pd.DataFrame:
+        """Score a frame; with a log destination (``log_dir``, else ``PREDICTIVE_SCORING_LOG_DIR``)
+        the scores go to the score log too, with source ``pyfunc``. Off by default."""
+        log_dir = log_dir or os.environ.get(LOG_DIR_ENV) or None
+        if log_dir is None:
+            out = score_nested(self.scorer, pd.DataFrame(model_input))
+            return out.drop(columns=["lead_id"])
+        scorer = self.scorer
+        scored_at = time.time()
+        admitted = scorer.admit(
+            raw_from_nested(pd.DataFrame(model_input)), now=int(scored_at), limits=FRAME_LIMITS
+        )
+        results, features = scorer.score_admitted_with_features(admitted)
+        if self._lineage_of is None or self._lineage_of[0] is not scorer:
+            self._lineage_of = (scorer, scorer.lineage)  # hashes the definition: once per model
+        batch = scored_batch(
+            scorer,
+            admitted,
+            results,
+            features,
+            source="pyfunc",
+            lineage=self._lineage_of[1],
+            scored_at=scored_at,
+        )
+        process_score_log(log_dir).submit(batch)
+        return results_frame(results, version=scorer.version).drop(columns=["lead_id"])
 
 
 try:  # mlflow is a hard dependency, but keep import failures readable
@@ -104,7 +136,8 @@ try:  # mlflow is a hard dependency, but keep import failures readable
             self.scorer = Scorer.load(context.artifacts[BUNDLE_ARTIFACT])
 
         def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-            return self.score_frame(model_input)
+            log_dir = (params or {}).get("log_dir") or None
+            return self.score_frame(model_input, log_dir=log_dir)
 
 except ImportError as exc:  # pragma: no cover
     raise ModelRegistryError(f"mlflow is not importable: {exc}") from exc
@@ -112,7 +145,7 @@ except ImportError as exc:  # pragma: no cover
 
 def _signature(scorer: Scorer) -> Any:
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
     cols: list[Any] = [
         ColSpec("string", "lead_id"),
@@ -143,7 +176,8 @@ def _signature(scorer: Scorer) -> Any:
             ColSpec("string", "model_version"),
         ]
     )
-    return ModelSignature(inputs=Schema(cols), outputs=outputs)
+    params = ParamSchema([ParamSpec("log_dir", "string", "")])  # "": no score log
+    return ModelSignature(inputs=Schema(cols), outputs=outputs, params=params)
 
 
 def _input_example(scorer: Scorer) -> pd.DataFrame:
@@ -162,6 +196,17 @@ def _input_example(scorer: Scorer) -> pd.DataFrame:
     )
 
 
+def model_lineage(scorer: Scorer, *, version: str | None) -> dict[str, str]:
+    """The tags of a run and its model version: :attr:`Scorer.lineage` with the registry
+    version (without ``model_version`` when the model is not registered)."""
+    lineage = dict(scorer.lineage)
+    if version is None:
+        lineage.pop("model_version", None)
+    else:
+        lineage["model_version"] = version
+    return lineage
+
+
 def log_bundle_model(
     bundle_dir: str | Path,
     *,
@@ -174,7 +219,9 @@ def log_bundle_model(
     """Log the bundle as a pyfunc to ``run_id``, register a version, and set ``alias`` on it.
 
     The version is registered before the model's files are written, so the bundle inside the
-    MLflow model carries its registry version: the pyfunc then reports "3", not "run-<id>".
+    MLflow model carries its registry version: the pyfunc then reports "3", not "run-<id>". The
+    run and the version are tagged with the model's lineage (:func:`model_lineage`), the values
+    every score carries.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -206,9 +253,14 @@ def log_bundle_model(
             if version is not None:  # no version may point at a model without files
                 client.delete_model_version(model_name, version)
             raise
+    lineage = model_lineage(scorer, version=version)
+    for key, tag in lineage.items():
+        client.set_tag(run_id, key, tag)
     if version is None:
         return None
     client.set_registered_model_alias(model_name, alias, version)
+    for key, tag in lineage.items():
+        client.set_model_version_tag(model_name, version, key, tag)
     metrics = mlflow.get_run(run_id).data.metrics
     for key, value in metrics.items():
         if key.startswith("test_"):

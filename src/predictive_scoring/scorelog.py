@@ -269,6 +269,10 @@ class ScoreLog:
             self.written += written
             return written
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, timeout: float | None = None) -> None:
         """Refuse new batches, stop the writer and write everything queued."""
         with self._lock:
@@ -330,7 +334,7 @@ def process_score_log(store: str | Path, *, flush_seconds: float = 1.0) -> Score
     key = str(store)
     with _PROCESS_LOCK:
         log = _PROCESS_LOGS.get(key)
-        if log is None:
+        if log is None or log.closed:
             log = _PROCESS_LOGS[key] = ScoreLog(store, flush_seconds=flush_seconds).start()
             atexit.register(log.close)
         return log
@@ -351,12 +355,14 @@ def read_scores(
 
     con = con if con is not None else duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    relation = records.scan(con, store, records.SCORES, columns=columns)
+    relation = records.scan(con, store, records.SCORES)
     if relation is None:
         wanted = columns or list(records.SCORE_COLUMNS)
-        kinds = {**records.SCORE_COLUMNS}
+        kinds = records.SCORE_COLUMNS
         return records.empty_table({c: kinds.get(c, pa.float64()) for c in wanted}).to_pandas()
     if where:
         relation = relation.filter(where)
+    if columns:  # DuckDB reads only these (and where's) columns from the parts
+        relation = relation.project(", ".join(f'"{c}"' for c in columns))
     frame: pd.DataFrame = relation.df()
     return frame
