@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -370,6 +370,134 @@ def outcomes_import(
         f"{done.received} outcomes from {file}: {done.stored} stored, {done.already_known} "
         f"already known -> {where}" + (f" ({stages})" if stages else "")
     )
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="folder for the period's tables")] = Path(
+        "data/production"
+    ),
+    weeks: Annotated[int, typer.Option(help="weeks of production after the training data")] = 8,
+    shift: Annotated[
+        Literal["none", "new_source", "bot_burst", "conversion_drop"],
+        typer.Option(
+            help="inject one change: a new lead source unseen in training that converts less, "
+            "bursts of bot engagement, or a drop in the true conversion rate"
+        ),
+    ] = "none",
+    share: Annotated[
+        float,
+        typer.Option(
+            help="new_source: new leads as a share of the period's; bot_burst: the "
+            "share of leads bots hit"
+        ),
+    ] = 0.3,
+    factor: Annotated[
+        float, typer.Option(help="conversion_drop: the share of wins that remain")
+    ] = 0.5,
+    seed: Annotated[
+        int | None, typer.Option(help="the period's seed (default generate.seed)")
+    ] = None,
+    n_leads: Annotated[
+        int | None,
+        typer.Option(help="leads created in the period (default: the training data's volume)"),
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="replay the period through the service at this URL, e.g. "
+            "http://127.0.0.1:8000 (default: only write the tables)"
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="key to score with (default: the first of PREDICTIVE_SCORING_API_KEYS)"),
+    ] = None,
+    outcome_key: Annotated[
+        str | None,
+        typer.Option(
+            help="key to post outcomes with (default: the first of "
+            "PREDICTIVE_SCORING_OUTCOME_KEYS, else of the admin keys, else --api-key)"
+        ),
+    ] = None,
+    rate: Annotated[float, typer.Option(help="requests per second at most")] = 10.0,
+    batch_size: Annotated[int, typer.Option(help="leads or outcomes per request")] = 100,
+    ages: Annotated[
+        str | None,
+        typer.Option(
+            help="ages in days at which each open lead is scored, e.g. 0,7,30,60, or 'weekly' "
+            "(default: featurize.offsets_days, the ages training saw)"
+        ),
+    ] = None,
+) -> None:
+    """Simulate production after the training data, optionally shifted, and replay it.
+
+    The period continues the demo's funnel (same generator, same ground truth) for --weeks
+    after generate's data ends, and is written to --out in the data contract's shape, with
+    sales accepting or rejecting SQLs (with reasons), the latent truth and period.json (what
+    was shifted). With --url it is replayed through a running service: every open lead scored
+    at each of --ages, every stage change posted to /v1/outcomes once its time has passed, the
+    period mapped onto the most recent whole weeks before today.
+    """
+    from predictive_scoring.config import GenerateParams, load_params
+    from predictive_scoring.simulate import Shift, parse_ages, replay, simulate_period
+
+    try:
+        p = load_params(params) if params.exists() else None
+        demo = p.generate if p is not None else GenerateParams()
+        written = simulate_period(
+            out,
+            demo,
+            weeks=weeks,
+            shift=Shift(kind=shift, share=share, factor=factor),
+            seed=seed,
+            n_leads=n_leads,
+        )
+        typer.echo(
+            f"{written.n_leads} leads, {written.n_events} events, {written.n_outcomes} outcomes "
+            f"from {written.start} to {written.end} -> {out}"
+        )
+        typer.echo(f"shift {shift}: {written.shift['description']}")
+        if url is None:
+            return
+        from predictive_scoring.serve.settings import Settings
+
+        settings = Settings()
+
+        def first(*groups: list[Any]) -> str | None:
+            keys = [k for group in groups for k in group]
+            return str(keys[0].get_secret_value()) if keys else None
+
+        score_key = api_key or first(settings.api_keys, settings.admin_keys, settings.outcome_keys)
+        offsets = p.featurize.offsets_days if p is not None else [0, 7, 30, 60]
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        done = replay(
+            out,
+            url=url,
+            api_key=score_key,
+            outcome_key=outcome_key or first(settings.outcome_keys, settings.admin_keys),
+            rate=rate,
+            batch_size=batch_size,
+            ages=parse_ages(ages, offsets=offsets) if ages else tuple(offsets),
+            progress=sys.stderr.isatty(),
+        )
+    except PredictiveScoringError as exc:
+        raise _fail(exc) from exc
+    typer.echo(
+        f"replayed as {done.start} to {done.end}: {done.requests} requests, {done.errors} "
+        f"errors; {done.scorings} of {done.scorings_planned} scorings of {done.leads} leads "
+        f"({', '.join(f'{k} {v}' for k, v in done.stages.items())})"
+    )
+    if done.outcomes_endpoint:
+        typer.echo(f"outcomes: {done.outcomes_posted} of {done.outcomes_due} posted")
+    else:
+        typer.echo(
+            f"outcomes: the service has no POST /v1/outcomes; {done.outcomes_due} written to "
+            f"{done.outcomes_file} (predictive-scoring outcomes import)"
+        )
+    if done.errors:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover
