@@ -782,8 +782,9 @@ def replay(
 
 
 def _write_replayed_outcomes(folder: Path, outcomes: pa.Table, *, offset: int) -> Path:
-    """The outcomes due, at their replayed (real) times, in the data contract's shape."""
-    shifted = pc.add(_us(outcomes["ts"]), offset * _US)
+    """The outcomes due, at their replayed (real) times as sent (whole seconds), in the data
+    contract's shape."""
+    shifted = pa.array((_seconds(outcomes["ts"]) + offset) * _US)
     table = outcomes.set_column(
         outcomes.schema.get_field_index("ts"),
         "ts",
