@@ -303,7 +303,7 @@ def _simulate_leads(
     part: int,
     first: int,
     n: int,
-    period: Any,
+    period: synth._Period,
     demo: GenerateParams,
     sources: tuple[tuple[str, float, float, float], ...] = synth._SOURCES,
 ) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:

@@ -3,6 +3,7 @@ in the score log once, and every outcome due in the outcome store."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 from tests.servers import uvicorn_service
+from typer.testing import CliRunner
 
+from predictive_scoring.cli import app
 from predictive_scoring.config import DataParams, FeaturizeParams, GenerateParams, TrainParams
 from predictive_scoring.dataset import featurize_files
 from predictive_scoring.records import OUTCOMES, SCORES, scan
@@ -117,3 +121,32 @@ def test_every_outcome_due_is_stored_at_its_replayed_time(
     assert set(got[key].itertuples(index=False)) == set(due[key].itertuples(index=False))
     rejected = got[got["stage"] == "sql_rejected"]
     assert rejected["reason"].notna().all()
+
+
+def test_the_command_replays_with_the_keys_of_the_environment(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """`simulate --url` takes its keys where the service does, and says what it sent."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    keys = {
+        "PREDICTIVE_SCORING_API_KEYS": SCORE_KEY,
+        "PREDICTIVE_SCORING_OUTCOME_KEYS": OUTCOME_KEY,
+    }
+    env |= keys | {
+        "PREDICTIVE_SCORING_BUNDLE_DIR": str(bundle),
+        "PREDICTIVE_SCORING_PROJECT_DIR": str(tmp_path),
+        "PREDICTIVE_SCORING_LOG_DIR": str(tmp_path / "logs"),
+    }
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"generate": DEMO.model_dump()}))
+    out = tmp_path / "period"
+    args = ["simulate", "--out", str(out), "--weeks", "2", "--n-leads", "40"]
+    args += ["--params", str(params), "--rate", "40", "--ages", "0,7"]
+    with uvicorn_service(env, cwd=tmp_path) as base:
+        result = CliRunner().invoke(app, [*args, "--url", base], env=keys)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "replay" / "replay.json").read_text())
+    assert summary["errors"] == 0 and summary["scorings"] == summary["scorings_planned"] > 40
+    assert summary["outcomes_posted"] == summary["outcomes_due"]
+    assert f"{summary['scorings']} of {summary['scorings']} scorings of 40 leads" in result.output
