@@ -103,9 +103,9 @@ def score_files(
         parts.append(results_frame(results, version=scorer.version))
         if log_store is not None:
             logged.append(
-                ScoredBatch(
-                    results=results,
-                    features=features,
+                ScoredBatch.of(
+                    results,
+                    features,
                     feature_names=tuple(scorer.feature_names),
                     as_of=batch.as_of,
                     source="file",

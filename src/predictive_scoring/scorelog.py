@@ -61,10 +61,17 @@ WriteHook = Callable[[int], None]
 
 @dataclass(frozen=True, slots=True)
 class ScoredBatch:
-    """One call's scores as the log records them; built on the request path, so it only holds
-    references (the columns are built by the writer)."""
+    """One call's scores as the log records them: the columns of all its leads.
 
-    results: Sequence[ScoreResult]
+    Built on the request path, so it holds what the scorer returned (the feature matrix and the
+    ``as_of`` array are not copied); the writer builds the table.
+    """
+
+    lead_ids: Sequence[str]
+    probability: Sequence[float]
+    score: Sequence[int]
+    stage: Sequence[str]
+    grade: Sequence[str]
     features: np.ndarray  # leads x feature_names, float64: the matrix the model saw
     feature_names: tuple[str, ...]
     as_of: np.ndarray  # epoch seconds per lead
@@ -72,9 +79,44 @@ class ScoredBatch:
     lineage: Mapping[str, str]  # Scorer.lineage
     scored_at: float  # epoch seconds
 
+    def __post_init__(self) -> None:
+        n = len(self.lead_ids)
+        if self.features.shape != (n, len(self.feature_names)) or len(self.as_of) != n:
+            raise ValueError(
+                f"a scored batch of {n} leads needs {n} x {len(self.feature_names)} features "
+                f"and {n} as_of, got {self.features.shape} and {len(self.as_of)}"
+            )
+
+    @classmethod
+    def of(
+        cls,
+        results: Sequence[ScoreResult],
+        features: np.ndarray,
+        *,
+        feature_names: tuple[str, ...],
+        as_of: np.ndarray,
+        source: str,
+        lineage: Mapping[str, str],
+        scored_at: float,
+    ) -> ScoredBatch:
+        """The columns of ``results`` (their reasons and warnings are not kept)."""
+        return cls(
+            lead_ids=[r.lead_id for r in results],
+            probability=[r.probability for r in results],
+            score=[r.score for r in results],
+            stage=[r.stage for r in results],
+            grade=[r.grade for r in results],
+            features=features,
+            feature_names=feature_names,
+            as_of=as_of,
+            source=source,
+            lineage=lineage,
+            scored_at=scored_at,
+        )
+
     @property
     def size(self) -> int:
-        return len(self.results)
+        return len(self.lead_ids)
 
 
 def scored_batch(
@@ -94,9 +136,9 @@ def scored_batch(
     """
     if source not in SOURCES:
         raise ValueError(f"a score log source is one of {sorted(SOURCES)}, got {source!r}")
-    return ScoredBatch(
-        results=results,
-        features=features,
+    return ScoredBatch.of(
+        results,
+        features,
         feature_names=tuple(scorer.feature_names),
         as_of=admitted.batch.as_of,
         source=source,
@@ -106,8 +148,10 @@ def scored_batch(
 
 
 def _repeated(values: Sequence[str], sizes: np.ndarray) -> pa.Array:
-    if len(values) == 1:
-        return pa.array([values[0]] * int(sizes[0]), type=pa.string())
+    """Each batch's value once per lead; one value for all (the usual case) is one repeat."""
+    first = values[0]
+    if all(v == first for v in values):
+        return pa.repeat(pa.scalar(first, type=pa.string()), int(sizes.sum()))
     return pa.array(np.repeat(np.array(values, dtype=object), sizes), type=pa.string())
 
 
@@ -123,15 +167,14 @@ def score_records(batches: Sequence[ScoredBatch]) -> pa.Table:
     if any(b.feature_names != names for b in batches):
         raise ValueError("score_records takes batches of one feature list; group them first")
     sizes = np.fromiter((b.size for b in batches), dtype=np.int64, count=len(batches))
-    results = [r for b in batches for r in b.results]
-    n = len(results)
+    n = int(sizes.sum())
     micros = pa.timestamp("us", tz="UTC")
     scored_at = np.repeat(
         np.array([round(b.scored_at * _MICROS) for b in batches], dtype=np.int64), sizes
     )
     as_of = np.concatenate([np.asarray(b.as_of, dtype=np.int64) for b in batches]) * _MICROS
     columns: dict[str, pa.Array] = {
-        "lead_id": pa.array([r.lead_id for r in results], type=pa.string()),
+        "lead_id": pa.array([x for b in batches for x in b.lead_ids], type=pa.string()),
         "scored_at": pa.array(scored_at, type=micros),
         "as_of": pa.array(as_of, type=micros),
         "source": _repeated([b.source for b in batches], sizes),
@@ -139,11 +182,13 @@ def score_records(batches: Sequence[ScoredBatch]) -> pa.Table:
     for key in LINEAGE_KEYS:
         columns[key] = _repeated([str(b.lineage.get(key, "")) for b in batches], sizes)
     columns["probability"] = pa.array(
-        np.fromiter((r.probability for r in results), dtype=np.float64, count=n)
+        np.fromiter((x for b in batches for x in b.probability), dtype=np.float64, count=n)
     )
-    columns["score"] = pa.array(np.fromiter((r.score for r in results), dtype=np.int64, count=n))
-    columns["stage"] = pa.array([r.stage for r in results], type=pa.string())
-    columns["grade"] = pa.array([r.grade for r in results], type=pa.string())
+    columns["score"] = pa.array(
+        np.fromiter((x for b in batches for x in b.score), dtype=np.int64, count=n)
+    )
+    columns["stage"] = pa.array([x for b in batches for x in b.stage], type=pa.string())
+    columns["grade"] = pa.array([x for b in batches for x in b.grade], type=pa.string())
     matrix = (
         np.concatenate([b.features for b in batches]) if len(batches) > 1 else batches[0].features
     )
@@ -242,6 +287,7 @@ class ScoreLog:
     def start(self) -> ScoreLog:
         """Start the background writer (a daemon thread: :meth:`close` is what flushes)."""
         if self._thread is None:
+            pa.repeat(pa.scalar("", type=pa.string()), 1)  # Arrow's first repeat takes ~0.2 s
             self._thread = threading.Thread(target=self._run, name="score-log", daemon=True)
             self._thread.start()
         return self

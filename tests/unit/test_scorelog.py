@@ -3,6 +3,7 @@ its drop policy, and the file scorer and pyfunc writing to it; real Parquet part
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -160,14 +161,8 @@ def test_a_write_error_is_counted_and_the_writer_goes_on(tmp_path: Path) -> None
 def test_two_models_write_their_own_parts_and_read_back_together(tmp_path: Path) -> None:
     assert OTHER.feature_names == SCORER.feature_names  # same definition, other model
     renamed = _batch(PAYLOADS[:2], scorer=OTHER)
-    odd = ScoredBatch(
-        results=renamed.results,
-        features=renamed.features[:, :3],
-        feature_names=("a", "b", "c"),
-        as_of=renamed.as_of,
-        source="api",
-        lineage=OTHER.lineage,
-        scored_at=renamed.scored_at,
+    odd = dataclasses.replace(
+        renamed, features=renamed.features[:, :3], feature_names=("a", "b", "c")
     )
     paths = write_scores(
         tmp_path, [_batch(PAYLOADS[:3]), odd, _batch(PAYLOADS[3:5], scorer=OTHER)]
@@ -180,11 +175,16 @@ def test_two_models_write_their_own_parts_and_read_back_together(tmp_path: Path)
         score_records([_batch(PAYLOADS[:1]), odd])
 
 
-def test_an_empty_log_reads_as_no_rows(tmp_path: Path) -> None:
+def test_an_empty_log_reads_as_no_rows_and_a_bad_batch_is_refused(tmp_path: Path) -> None:
     got = read_scores(tmp_path / "nothing-yet")
     assert got.empty and list(got.columns) == list(records.SCORE_COLUMNS)
     with pytest.raises(ValueError, match="source"):
         _batch(PAYLOADS[:1], source="batch")
+    two = _batch(PAYLOADS[:2])
+    with pytest.raises(ValueError, match="2 as_of"):
+        dataclasses.replace(two, as_of=two.as_of[:1])
+    with pytest.raises(ValueError, match="features"):
+        dataclasses.replace(two, features=two.features[:1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,11 +75,11 @@ def _score(
     now = time.time()
     admitted = model.scorer.admit(raw, now=int(now), limits=limits)
     results, features = model.scorer.score_admitted_with_features(admitted, n_reasons=n_reasons)
-    if log is not None:  # one queue append; the writer thread builds the records
+    if log is not None:  # one queue append; the writer thread builds the table
         log.submit(
-            ScoredBatch(
-                results=results,
-                features=features,
+            ScoredBatch.of(
+                results,
+                features,
                 feature_names=model.feature_names,
                 as_of=admitted.batch.as_of,
                 source="api",
