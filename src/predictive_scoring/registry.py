@@ -285,6 +285,7 @@ def load_registered_scorer(
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     uri = tracking_uri or default_tracking_uri(root)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -299,13 +300,16 @@ def load_registered_scorer(
         raise ModelRegistryError(f"cannot read {model_name}@{alias} from {uri}: {exc}") from exc
     with tempfile.TemporaryDirectory(prefix="lead-scoring-") as tmp:
         try:
-            # the version, not the alias: the alias may move between the two calls
-            local = mlflow.artifacts.download_artifacts(
-                f"models:/{model_name}/{mv.version}",
-                dst_path=tmp,
-                tracking_uri=uri,
-                registry_uri=uri,
-            )
+            # the version, not the alias: the alias may move between the two calls. MLflow
+            # resolves the version's logged model through the global tracking URI, whatever
+            # tracking_uri says: without this, a store outside the working directory fails.
+            with _use_tracking_uri(uri):
+                local = mlflow.artifacts.download_artifacts(
+                    f"models:/{model_name}/{mv.version}",
+                    dst_path=tmp,
+                    tracking_uri=uri,
+                    registry_uri=uri,
+                )
         except MlflowException as exc:
             raise ModelRegistryError(
                 f"cannot download {model_name} version {mv.version} from {uri}: {exc}"

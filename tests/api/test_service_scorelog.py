@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
-from tests.registries import MODEL, client_of, register
+from tests.registries import MODEL, client_of, register, store_uri
 from tests.scorers import NOW, build_scorer
 from tests.servers import uvicorn_service
 from tests.service_cases import API_KEY, make_settings
@@ -207,3 +209,33 @@ def test_the_run_and_version_carry_the_lineage_every_score_carries(
     logged = read_scores(tmp_path / "pyfunc-log").iloc[0]
     assert (logged["source"], logged["model_version"]) == ("pyfunc", version)
     assert {k: logged[k] for k in LINEAGE} == {k: mv.tags[k] for k in LINEAGE}
+    # the file scorer, run from another folder on the store named by the setting alone
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pd.DataFrame(
+        [
+            {"lead_id": p["lead_id"], "created_at": p["created_at"], **p["attributes"]}
+            for p in leads
+        ]
+    ).to_csv(elsewhere / "leads.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PREDICTIVE_SCORING_TRACKING_URI"] = store_uri(tmp_path)
+    command = [sys.executable, "-m", "predictive_scoring.cli", "score", "--leads", "leads.csv"]
+    done = subprocess.run(
+        [*command, "--output", "scored.csv", "--log-dir", "crm-log"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (elsewhere / "mlflow.db").exists(), "the store is the one the setting names"
+    scored = pd.read_csv(elsewhere / "scored.csv", dtype=str)
+    assert set(scored["model_version"]) == {version} and len(scored) == len(leads)
+    assert {k: set(scored[k]) for k in LINEAGE} == {k: {mv.tags[k]} for k in LINEAGE}
+    logged_file = read_scores(elsewhere / "crm-log")
+    assert set(logged_file["source"]) == {"file"} and set(logged_file["model_version"]) == {
+        version
+    }
