@@ -500,5 +500,116 @@ def simulate(
         raise typer.Exit(code=1)
 
 
+def _moment(value: str | None, option: str) -> Any:
+    """An ISO 8601 date or time from the command line (no zone means UTC), or None."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time such as 2026-11-30T00:00:00Z",
+            param_hint=option,
+        ) from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@app.command()
+def monitor(
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="the score log and outcome store: a folder or an fsspec URL "
+            "(default: the service's PREDICTIVE_SCORING_LOG_DIR, logs/)"
+        ),
+    ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            "--model",
+            help="monitor this bundle's version instead of the served model "
+            "(default: PREDICTIVE_SCORING_BUNDLE_DIR, else models:/lead-scoring@champion)",
+        ),
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+    html: Annotated[Path, typer.Option(help="HTML report to write")] = Path(
+        "reports/monitoring.html"
+    ),
+    json_path: Annotated[Path, typer.Option("--json", help="JSON report to write")] = Path(
+        "reports/monitoring.json"
+    ),
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help="outcomes are known up to this time, ISO 8601 (default: the latest outcome)"
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only scores with as_of from this time, ISO 8601")
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            help="exit with code 3 when the verdict is at least this: investigate or retrain"
+        ),
+    ] = None,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="log the figures to MLflow")
+    ] = True,
+) -> None:
+    """Compare the score log and the outcomes with the model's reference and promises.
+
+    Writes reports/monitoring.html and reports/monitoring.json: volumes per stage against the
+    capacity agreement, realized conversion and AUC on cohorts whose horizon has passed,
+    CBPE estimates on the open ones, PSI of the score and of every feature, SQL acceptance by
+    reason and the SLA, and a verdict (ok, investigate, retrain) from the monitor section of
+    params.yaml; logs them to MLflow (experiment lead-scoring-monitoring). The model is the
+    one the service would serve, unless --bundle names a bundle.
+    """
+    from predictive_scoring.config import load_params
+    from predictive_scoring.monitor import LEVELS, monitored_model, run_monitor, verdict_at_least
+    from predictive_scoring.serve.app import choose_served_model
+    from predictive_scoring.serve.settings import Settings
+
+    if fail_on is not None and fail_on not in LEVELS[1:]:
+        raise typer.BadParameter(
+            f"{fail_on!r}: choose investigate or retrain", param_hint="--fail-on"
+        )
+    at, start = _moment(now, "--now"), _moment(since, "--since")
+    try:
+        p = load_params(params)
+        settings = Settings()
+        if bundle is not None:
+            settings = settings.model_copy(update={"bundle_dir": bundle})
+        choice = choose_served_model(settings, bundle_set_by="--bundle" if bundle else None)
+        logger.info("monitoring %s", choice.why)
+        model = monitored_model(choice.scorer.metadata, featurize=p.featurize, source=choice.why)
+        report = run_monitor(
+            store or settings.log_store,
+            model,
+            p.monitor,
+            html_path=html,
+            json_path=json_path,
+            now=at,
+            since=start,
+            mlflow=mlflow,
+        )
+    except PredictiveScoringError as exc:
+        raise _fail(exc) from exc
+    verdict = report["verdict"]
+    typer.echo(f"{model.name} v{model.version}: {report['window'].get('scores', 0):,} scores")
+    for note in report.get("notes", []):
+        typer.echo(f"  {note}")
+    typer.echo(f"verdict: {verdict['level']}")
+    for reason in verdict["reasons"]:
+        typer.echo(f"  - {reason['level']}: {reason['message']}")
+    typer.echo(f"report -> {html}, {json_path}")
+    if fail_on is not None and verdict_at_least(verdict["level"], fail_on):
+        raise typer.Exit(code=3)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -26,8 +26,11 @@ __all__ = [
     "REFERENCE_FORMAT",
     "Distribution",
     "Reference",
+    "auc_from_counts",
+    "average_precision_from_counts",
     "build_reference",
     "capacity_agreement",
+    "expected_metrics",
     "psi",
 ]
 
@@ -35,6 +38,8 @@ REFERENCE_FORMAT = 1
 DEFAULT_BINS = 10
 # Empty bins get this proportion on either side, so PSI stays finite (Evidently's choice).
 PSI_EPSILON = 1e-4
+# Probabilities are grouped to this many decimals for AUCs from counts (DuckDB groups the same).
+PROBABILITY_DECIMALS = 3
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -156,6 +161,8 @@ class Reference:
     rows: int
     split: str = "test"
     label: dict[str, Any] = field(default_factory=dict)  # target_stage, horizon_days
+    # what the probabilities alone imply on the reference (CBPE): mean, ROC-AUC, PR-AUC
+    expected: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         # features as a list: the bundle's JSON sorts keys, and definition order reads better
@@ -164,6 +171,7 @@ class Reference:
             "split": self.split,
             "rows": self.rows,
             "label": dict(self.label),
+            "expected": dict(self.expected),
             "score": self.score.to_dict(),
             "features": [{"name": k, **v.to_dict()} for k, v in self.features.items()],
         }
@@ -181,6 +189,7 @@ class Reference:
             rows=int(data["rows"]),
             split=str(data.get("split", "test")),
             label=dict(data.get("label") or {}),
+            expected={k: float(v) for k, v in (data.get("expected") or {}).items()},
         )
 
 
@@ -209,7 +218,54 @@ def build_reference(
         rows=int(matrix.shape[0]),
         split=split,
         label=dict(label or {}),
+        expected=expected_metrics(probabilities),
     )
+
+
+def _grouped(probabilities: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Expected positives and negatives per probability group, lowest group first."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    p = p[~np.isnan(p)]
+    groups, index = np.unique(np.round(p, PROBABILITY_DECIMALS), return_inverse=True)
+    pos = np.bincount(index, weights=p, minlength=groups.size).astype(np.float64)
+    neg = np.bincount(index, weights=1.0 - p, minlength=groups.size).astype(np.float64)
+    return pos, neg
+
+
+def auc_from_counts(pos: npt.ArrayLike, neg: npt.ArrayLike) -> float:
+    """ROC-AUC from positives and negatives per score group (lowest score first): the chance a
+    positive outranks a negative, ties counting half. Counts may be expected (fractional)
+    ones, which is CBPE's estimate (NannyML): each probability a Bernoulli label."""
+    P, N = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
+    total_pos, total_neg = P.sum(), N.sum()
+    if total_pos <= 0 or total_neg <= 0:
+        return math.nan
+    below = np.cumsum(N) - N  # negatives in lower groups
+    return float(np.sum(P * (below + 0.5 * N)) / (total_pos * total_neg))
+
+
+def average_precision_from_counts(pos: npt.ArrayLike, neg: npt.ArrayLike) -> float:
+    """PR-AUC as average precision (scikit-learn's step sum, one step per score group) from
+    positives and negatives per group, lowest score first."""
+    P = np.asarray(pos, dtype=np.float64)[::-1]
+    N = np.asarray(neg, dtype=np.float64)[::-1]
+    if P.sum() <= 0:
+        return math.nan
+    tp, fp = np.cumsum(P), np.cumsum(N)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    return float(np.sum(precision * P) / P.sum())
+
+
+def expected_metrics(probabilities: npt.ArrayLike) -> dict[str, float]:
+    """What calibrated probabilities imply with no label at all (CBPE): the conversion rate,
+    ROC-AUC and PR-AUC."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    pos, neg = _grouped(p)
+    return {
+        "mean_probability": float(np.nanmean(p)) if p.size else math.nan,
+        "roc_auc": auc_from_counts(pos, neg),
+        "pr_auc": average_precision_from_counts(pos, neg),
+    }
 
 
 def psi(reference: Distribution, counts: npt.ArrayLike, missing: float) -> float:
