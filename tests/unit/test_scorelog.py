@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,39 @@ def test_the_writer_flushes_without_being_closed(tmp_path: Path) -> None:
         log.close()
 
 
+@pytest.mark.slow
+def test_a_killed_process_keeps_every_part_it_flushed(tmp_path: Path) -> None:
+    """SIGKILL (no close, no atexit): what the writer flushed is whole and readable."""
+    child = f"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from tests.unit.test_scorelog import PAYLOADS, _batch
+from predictive_scoring.scorelog import ScoreLog
+log = ScoreLog({str(tmp_path)!r}, flush_seconds=0.05).start()
+log.submit(_batch(PAYLOADS[:9]))
+while log.written < 9:
+    time.sleep(0.01)
+print("flushed", flush=True)
+while True:
+    log.submit(_batch(PAYLOADS[9:10]))
+    time.sleep(0.001)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "flushed"
+        time.sleep(0.3)  # let it flush and write more, then kill it wherever it is
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+    logged = Counter(read_scores(tmp_path)["lead_id"])
+    assert all(logged[p["lead_id"]] == 1 for p in PAYLOADS[:9]), logged
+    for part in _parts(tmp_path):
+        assert pq.read_table(part).num_rows > 0  # none half-written
+
+
 def test_a_big_queue_is_written_early(tmp_path: Path) -> None:
     log = ScoreLog(tmp_path, flush_seconds=60, max_rows=1_000, flush_rows=10).start()
     try:
@@ -125,6 +161,27 @@ def test_a_big_queue_is_written_early(tmp_path: Path) -> None:
         assert len(read_scores(tmp_path)) == 12
     finally:
         log.close()
+
+
+def test_an_fsspec_url_store_is_written_and_read_like_a_folder() -> None:
+    """The replicas' shared store: an fsspec URL (fsspec's in-memory filesystem standing in
+    for an object store), read back by DuckDB through the same filesystem."""
+    import duckdb
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    store = "memory://score-log-test"
+    try:
+        with ScoreLog(store) as log:
+            log.submit(_batch(PAYLOADS[:4]))
+            log.submit(_batch(PAYLOADS[4:5]))
+        con = duckdb.connect()
+        con.register_filesystem(memory)
+        got = read_scores(store, con=con)
+        assert sorted(got["lead_id"]) == sorted(p["lead_id"] for p in PAYLOADS[:5])
+        assert len(memory.glob("/score-log-test/scores/*/*.parquet")) == 1
+    finally:
+        memory.rm("/score-log-test", recursive=True)
 
 
 def test_a_full_queue_drops_counts_and_warns_once(
