@@ -1,11 +1,11 @@
 """`predictive-scoring monitor` on a large score log: wall time and peak memory.
 
 Not a test. A score log of ``--rows`` scores (default 10 million) and its outcomes are generated
-once into ``--work`` (outside the repository), as the service would log them: every row is a
-test-split snapshot of the demo, scored by the exported bundle, with the continuous features
-jittered so that values do not repeat (a log of real leads compresses no better), spread over
-a year with leads scored about five times each; outcomes are drawn from the probabilities, and
-SQLs are accepted or rejected by sales with a reason. Then the monitor runs in its own process,
+once into ``--work`` (outside the repository), as the service would log them: each lead is a
+test-split snapshot of the demo scored by the exported bundle, five times nine days apart, first
+scored somewhere in a year; the values that occur once are jittered so that they do not repeat
+(a log of real leads compresses no better). Outcomes are drawn once per lead from its
+probability, and SQLs are accepted or rejected by sales with a reason. Then the monitor runs in its own process,
 ``nice -n 19``, and reports its wall time and peak RSS (getrusage of the child).
 
     python benchmarks/bench_monitor.py --rows 10000000 --work /tmp/bench-monitor
@@ -64,11 +64,14 @@ def generate(rows: int, work: Path, *, bundle: Path, seed: int = 7) -> Path:
     scorer, X, p = _source(bundle)
     rng = np.random.default_rng(seed)
     names = scorer.feature_names
-    continuous = [
-        i
-        for i, n in enumerate(names)
-        if n not in scorer.levels and not np.allclose(X[:, i][~np.isnan(X[:, i])] % 1, 0)
-    ]
+    # values seen once in the test split are jittered, so they do not repeat in the log (real
+    # leads compress no better); values seen many times (ages of exactly 7 days, zero counts)
+    # stay as they are, as they would in production
+    singles = {}
+    for j, name in enumerate(names):
+        values, counts = np.unique(X[:, j][~np.isnan(X[:, j])], return_counts=True)
+        if name not in scorer.levels and (counts == 1).any():
+            singles[j] = values[counts == 1]
     lineage = scorer.lineage
     end = datetime(2026, 8, 31, tzinfo=UTC)  # outcomes up to three months later
     start = end - timedelta(weeks=WEEKS)
@@ -81,7 +84,9 @@ def generate(rows: int, work: Path, *, bundle: Path, seed: int = 7) -> Path:
         lead = row_ids % n_leads
         pick = (lead * 40_507 + 17) % X.shape[0]  # one snapshot per lead, re-scored
         matrix = X[pick].copy()
-        matrix[:, continuous] *= 1.0 + 1e-3 * rng.standard_normal((n, len(continuous)))
+        for j, values in singles.items():
+            once = np.isin(matrix[:, j], values)
+            matrix[once, j] *= 1.0 + 1e-3 * rng.standard_normal(int(once.sum()))
         prob = p[pick]
         # a lead's first score somewhere in the year, the next ones a week or two apart
         first = (lead * 2_654_435_761 % n_leads) / n_leads * span_s * 0.9

@@ -536,3 +536,53 @@ def test_an_empty_store_says_so_on_the_command_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "nothing to monitor yet" in result.output and "verdict: ok" in result.output
     assert (tmp_path / "out" / "monitoring.html").exists()
+
+
+@pytest.mark.slow
+def test_the_served_champion_is_monitored_and_logged_to_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model the service would serve (the registry's champion, no --bundle), a log written
+    by the service's own score-log writer, and a run in a real MLflow store in tmp_path."""
+    from mlflow import MlflowClient
+    from tests.registries import register, store_uri
+
+    from predictive_scoring.scorelog import scored_batch, write_scores
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("PREDICTIVE_SCORING_BUNDLE_DIR", "PREDICTIVE_SCORING_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(tmp_path))
+    X, p = scorer_pool(SCORER, 1_500, seed=21)
+    meta = reference_metadata(
+        X, p, names=SCORER.feature_names, levels=SCORER.levels, version="3", seed=1
+    )
+    version = register(SCORER.with_metadata(**meta), project=tmp_path, alias="champion")
+    champion = Scorer.load(
+        SCORER.with_metadata(**{**meta, "version": version}).save(tmp_path / "c")
+    )
+    payloads = synthetic_leads(800, seed=22)[0]
+    raw = decode_leads(orjson.dumps({"leads": payloads}), batch=True)
+    admitted = champion.admit(raw, now=NOW + 3_600, limits=FRAME_LIMITS)
+    results, features = champion.score_admitted_with_features(admitted, n_reasons=0)
+    write_scores(
+        tmp_path / "logs", [scored_batch(champion, admitted, results, features, source="api")]
+    )
+    result = run_cli(tmp_path, "--store", str(tmp_path / "logs"))
+    assert result.exit_code == 0, result.output
+    assert f"lead-scoring v{version}: 800 scores" in result.output
+    saved = json.loads((tmp_path / "out" / "monitoring.json").read_text())
+    assert "@champion" in saved["model"]["source"] and saved["drift"]["not_logged"] == []
+    assert saved["drift"]["recent_scores"] == 800 and saved["drift"]["score"]["psi"] < 0.1
+    client = MlflowClient(tracking_uri=store_uri(tmp_path))
+    experiment = client.get_experiment_by_name("lead-scoring-monitoring")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["model_version"] == version
+    assert run.data.tags["verdict"] == saved["verdict"]["level"]
+    assert run.data.metrics["scores"] == 800 and "score_psi" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")}
+    assert artifacts == {"monitoring/monitoring.html", "monitoring/monitoring.json"}
+    tags = client.get_model_version("lead-scoring", version).tags
+    assert tags["monitor.verdict"] == saved["verdict"]["level"]
+    assert tags["monitor.run_id"] == run.info.run_id
