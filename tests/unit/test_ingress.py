@@ -365,7 +365,7 @@ def test_the_score_command_reads_the_export_as_named(tmp_path: Path) -> None:
     wrong = CliRunner().invoke(app, args)
     assert wrong.exit_code != 0 and "the separator looks like ';'" in wrong.output
     assert not (tmp_path / "o.csv").exists()
-    named = args + ["--sep", ";", "--id-column", "Lead Id", "--created-column", "Created"]
+    named = [*args, "--sep", ";", "--id-column", "Lead Id", "--created-column", "Created"]
     done = CliRunner().invoke(app, named)
     assert done.exit_code == 0, done.output
     scored = pd.read_csv(tmp_path / "o.csv", dtype=str)
