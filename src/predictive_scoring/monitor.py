@@ -244,13 +244,6 @@ def _connect(memory_limit: str) -> Any:
         raise ConfigError(f"monitor.duckdb_memory_limit: {memory_limit!r} ({exc})") from exc
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
-    # PyArrow leaves NaN out of Parquet min/max statistics, and DuckDB would then fold
-    # isnan(x) to false and x <= edge to true (duckdb/duckdb#25521): missing features would
-    # vanish from the missing bin. Tell it NaN may hide outside the statistics.
-    try:
-        con.execute("SET parquet_can_have_nan = true")
-    except duckdb.Error:  # a DuckDB without the setting: no statistics propagation at all
-        con.execute("SET disabled_optimizers = 'statistics_propagation'")
     return con
 
 

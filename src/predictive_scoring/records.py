@@ -120,6 +120,13 @@ def scan(con: Any, store: str | Path, table: str, *, columns: Sequence[str] | No
     glob = parts_glob(store, table)
     if not _is_url(store) and not any(Path(store).glob(f"{table}/*/[!.]*.parquet")):
         return None
+    # PyArrow leaves NaN out of Parquet min/max statistics, and DuckDB would then fold
+    # isnan(x) to false and x <= edge to true (duckdb/duckdb#25521): a missing feature would
+    # vanish from a count. Tell it NaN may hide outside the statistics.
+    try:
+        con.execute("SET parquet_can_have_nan = true")
+    except Exception:  # a DuckDB without the setting: no statistics propagation at all
+        con.execute("SET disabled_optimizers = 'statistics_propagation'")
     select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     return con.sql(f"SELECT {select} FROM read_parquet('{glob}', union_by_name = true)")
 
