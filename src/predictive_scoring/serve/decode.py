@@ -9,9 +9,10 @@ were sent, to :func:`predictive_scoring.ingress.admit`, which owns every rule.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
@@ -20,7 +21,9 @@ from predictive_scoring.ingress import Origin, RawLeads, raw_from_objects
 from predictive_scoring.scoring import ScoreResult
 from predictive_scoring.serve.schemas import BatchRequest, LeadIn
 
-__all__ = ["decode_leads", "result_dict"]
+__all__ = ["decode_leads", "json_body", "result_dict", "validate_json"]
+
+T = TypeVar("T")
 
 _Time = str | int | float
 
@@ -70,25 +73,44 @@ def decode_leads(body: bytes, *, batch: bool) -> RawLeads:
     Raises :class:`RequestProblem` (400) for a body that is not JSON, and
     :class:`RequestValidationError` (FastAPI's 422 shape) for JSON of the wrong shape.
     """
-    origin = Origin(source="body", batch=batch)
     leads = _fast(body, batch=batch)
     if leads is None:
-        try:
-            if batch:
-                leads = list(_BATCH_MODEL.validate_json(body).leads)
-            else:
-                leads = [_LEAD_MODEL.validate_json(body)]
-        except ValidationError as exc:
-            errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
-            if errors[0].get("type") == "json_invalid":
-                raise RequestProblem(
-                    ["body"],
-                    f"the body is not valid JSON: {errors[0]['msg']}",
-                    "json_invalid",
-                    status_code=400,
-                ) from None
-            raise RequestValidationError(errors) from None
-    return raw_from_objects(leads, origin=origin)
+        leads = (
+            list(validate_json(_BATCH_MODEL, body).leads)
+            if batch
+            else [validate_json(_LEAD_MODEL, body)]
+        )
+    return raw_from_objects(leads, origin=Origin(source="body", batch=batch))
+
+
+def validate_json(model: TypeAdapter[T], body: bytes) -> T:
+    """A body through a pydantic model: 400 when it is not JSON, FastAPI's 422 when the JSON
+    does not have the model's shape (``loc`` starting with ``"body"``)."""
+    try:
+        return model.validate_json(body)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+        if errors[0].get("type") == "json_invalid":
+            raise RequestProblem(
+                ["body"],
+                f"the body is not valid JSON: {errors[0]['msg']}",
+                "json_invalid",
+                status_code=400,
+            ) from None
+        raise RequestValidationError(errors) from None
+
+
+async def json_body(request: Request) -> bytes:
+    """The request's body, refused with a 415 naming the type unless it is application/json."""
+    kind = request.headers.get("content-type", "")
+    if kind.split(";", 1)[0].strip().lower() != "application/json":
+        raise RequestProblem(
+            ["header", "Content-Type"],
+            f"the body must be application/json, got {kind[:60]!r}",
+            "unsupported_media_type",
+            status_code=415,
+        )
+    return await request.body()
 
 
 def result_dict(result: ScoreResult) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,11 +19,9 @@ from pydantic import (
     StrictInt,
     StrictStr,
     TypeAdapter,
-    ValidationError,
 )
 from starlette.concurrency import run_in_threadpool
 
-from predictive_scoring.errors import RequestProblem
 from predictive_scoring.outcomes import (
     MAX_ID_LENGTH,
     MAX_REASON_LENGTH,
@@ -33,6 +30,7 @@ from predictive_scoring.outcomes import (
     outcomes_from_items,
     store_outcomes,
 )
+from predictive_scoring.serve.decode import json_body, validate_json
 from predictive_scoring.serve.deps import OutcomesOnly, ServiceSettings
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import ErrorResponse
@@ -128,18 +126,7 @@ router = APIRouter(prefix="/outcomes", tags=["outcomes"], dependencies=[Outcomes
 
 
 def _decode(body: bytes) -> list[dict[str, Any]]:
-    try:
-        request = _REQUEST.validate_json(body)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
-        if errors[0].get("type") == "json_invalid":
-            raise RequestProblem(
-                ["body"],
-                f"the body is not valid JSON: {errors[0]['msg']}",
-                "json_invalid",
-                status_code=400,
-            ) from None
-        raise RequestValidationError(errors) from None
+    request = validate_json(_REQUEST, body)
     return [item.model_dump() for item in request.outcomes]
 
 
@@ -183,14 +170,6 @@ async def post_outcomes(request: Request, settings: ServiceSettings) -> OrjsonRe
 
     Posting the same batch again stores nothing and answers with every row ``already_known``.
     """
-    kind = request.headers.get("content-type", "")
-    if kind.split(";", 1)[0].strip().lower() != "application/json":
-        raise RequestProblem(
-            ["header", "Content-Type"],
-            f"the body must be application/json, got {kind[:60]!r}",
-            "unsupported_media_type",
-            status_code=415,
-        )
-    body = await request.body()
+    body = await json_body(request)
     # Reading the store and writing a Parquet part block: off the event loop.
     return OrjsonResponse(await run_in_threadpool(_store, body, settings))

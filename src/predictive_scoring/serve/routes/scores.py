@@ -16,10 +16,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from predictive_scoring.errors import RequestProblem
 from predictive_scoring.ingress import Limits
 from predictive_scoring.scorelog import ScoredBatch, ScoreLog
-from predictive_scoring.serve.decode import decode_leads, result_dict
+from predictive_scoring.serve.decode import decode_leads, json_body, result_dict
 from predictive_scoring.serve.deps import Authenticated, Scoring, ScoringContext
 from predictive_scoring.serve.metrics import ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
@@ -97,15 +96,7 @@ def _score(
 async def _answer(
     request: Request, ctx: ScoringContext, *, batch: bool, reasons: bool
 ) -> OrjsonResponse:
-    kind = request.headers.get("content-type", "")
-    if kind.split(";", 1)[0].strip().lower() != "application/json":
-        raise RequestProblem(
-            ["header", "Content-Type"],
-            f"the body must be application/json, got {kind[:60]!r}",
-            "unsupported_media_type",
-            status_code=415,
-        )
-    body = await request.body()
+    body = await json_body(request)
     work = functools.partial(
         _score,
         body,
