@@ -10,9 +10,14 @@ measured from each request's scheduled time, so queueing in the client counts to
 The generator's own garbage-collection pauses are reported (``client_gc_max_ms``) and kept
 short by freezing its heap before the run; ``max_at_s`` says when the slowest request was due.
 
-One uvicorn worker unless ``--workers`` says otherwise.
+One uvicorn worker unless ``--workers`` says otherwise. ``--swap-at S`` moves ``@champion`` to
+another registered version S seconds into the run (in the benchmark's private copy of the
+store) while the service polls for a new champion every second: the run then reports the
+versions its responses carried, the switches between them (target: exactly one), and the p99
+over the 2 s around the swap next to the whole run's.
 
     python benchmarks/bench_load.py [--rate 200] [--seconds 60] [--workers 2] [--client httpx]
+                                    [--swap-at 30]
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import itertools
+
 from _common import (
     demo_requests,
     free_port,
@@ -56,8 +63,8 @@ HOST = "127.0.0.1"  # loopback only
 @contextlib.asynccontextmanager
 async def _poster(
     kind: str, url: str, *, max_inflight: int
-) -> AsyncIterator[Callable[[bytes], Awaitable[int]]]:
-    """``post(body) -> status`` over a keep-alive pool of ``max_inflight`` connections.
+) -> AsyncIterator[Callable[[bytes], Awaitable[tuple[int, bytes]]]]:
+    """``post(body) -> (status, body)`` over a keep-alive pool of ``max_inflight`` connections.
 
     aiohttp (the default) costs this process about a third of the CPU per request that
     httpx.AsyncClient does (0.8 vs 2.4 ms, ``client_cpu_ms_per_request``); on 2 shared cores
@@ -69,8 +76,9 @@ async def _poster(
         limits = httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight)
         async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
 
-            async def post_httpx(body: bytes) -> int:
-                return (await client.post(url, content=body, headers=headers)).status_code
+            async def post_httpx(body: bytes) -> tuple[int, bytes]:
+                r = await client.post(url, content=body, headers=headers)
+                return r.status_code, r.content
 
             yield post_httpx
         return
@@ -78,10 +86,9 @@ async def _poster(
     timeout = aiohttp.ClientTimeout(total=10.0)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def post_aiohttp(body: bytes) -> int:
+        async def post_aiohttp(body: bytes) -> tuple[int, bytes]:
             async with session.post(url, data=body, headers=headers) as r:
-                await r.read()
-                return r.status
+                return r.status, await r.read()
 
         yield post_aiohttp
 
@@ -97,8 +104,11 @@ async def _drive(
     seconds: float,
     max_inflight: int,
     client: str,
+    swap: Callable[[], None] | None = None,
+    swap_at: float | None = None,
 ) -> dict[str, Any]:
     total = int(rate * seconds)
+    versions: list[tuple[float, bytes]] = []  # (scheduled offset, model version) per answer
     interval = 1.0 / rate
     latencies: list[float] = []
     offsets: list[float] = []  # each answered request's scheduled time since the start
@@ -116,11 +126,13 @@ async def _drive(
                 return
             async with slots:
                 try:
-                    status = await post(bodies[i % len(bodies)])
+                    status, answer = await post(bodies[i % len(bodies)])
                     latencies.append(time.perf_counter() - due)
                     offsets.append(due - start)
                     if status != 200:
                         fail(f"HTTP {status}")
+                    elif swap is not None:
+                        versions.append((due - start, _version(answer)))
                 except _CLIENT_ERRORS as exc:
                     fail(type(exc).__name__)
 
@@ -135,6 +147,11 @@ async def _drive(
         pauses = _ClientPauses()
         cpu_start = time.process_time()
         start = time.perf_counter()
+        swapping = None
+        if swap is not None and swap_at is not None:
+            swapping = asyncio.get_running_loop().call_later(
+                swap_at, lambda: asyncio.get_running_loop().run_in_executor(None, swap)
+            )
         for i in range(total):
             due = start + i * interval
             delay = due - time.perf_counter()
@@ -148,7 +165,20 @@ async def _drive(
         done_s = time.perf_counter() - start
         cpu_s = time.process_time() - cpu_start
         pauses.stop()
+        if swapping is not None:
+            swapping.cancel()
     worst = int(np.argmax(latencies)) if latencies else 0
+    swap_row: dict[str, Any] = {}
+    if swap is not None and swap_at is not None:
+        ordered = [v for _, v in sorted(versions)]
+        near = [
+            lat for lat, off in zip(latencies, offsets, strict=True) if abs(off - swap_at) <= 1
+        ]
+        swap_row = {
+            "versions": sorted({v.decode() for v in ordered}),
+            "version_switches": sum(a != b for a, b in itertools.pairwise(ordered)),
+            "p99_ms_around_swap": round(float(np.percentile(near, 99)) * 1e3, 2) if near else None,
+        }
     return {
         "client": client,
         "requests": total,
@@ -163,7 +193,36 @@ async def _drive(
         "client_gc_total_ms": round(pauses.total * 1e3, 1),
         # The generator's own CPU per request, taken from the same 2 cores as the server's.
         "client_cpu_ms_per_request": round(cpu_s * 1e3 / max(total, 1), 3),
+        **swap_row,
     }
+
+
+def _version(answer: bytes) -> bytes:
+    """The model version a score response names (``"version":"7"`` in its model object)."""
+    at = answer.rfind(b'"version":"')
+    return answer[at + 11 : answer.index(b'"', at + 11)] if at >= 0 else b"?"
+
+
+def _champion_swapper(tracking: str) -> Callable[[], None]:
+    """Moves ``@champion`` to another version of the benchmark's private store when called."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking)
+    current = client.get_model_version_by_alias("lead-scoring", "champion").version
+    others = [
+        v.version
+        for v in client.search_model_versions("name='lead-scoring'")
+        if v.version != current
+    ]
+    if not others:
+        raise SystemExit("--swap-at needs two registered versions: run `dvc repro` twice")
+    target = max(others, key=int)
+
+    def swap() -> None:
+        client.set_registered_model_alias("lead-scoring", "champion", target)
+        print(f"@champion moved from version {current} to {target}", flush=True)
+
+    return swap
 
 
 class _ClientPauses:
@@ -197,6 +256,9 @@ def main() -> int:
         default="aiohttp",
         help="the generator's HTTP client (aiohttp: about a third of httpx's CPU per request)",
     )
+    parser.add_argument(
+        "--swap-at", type=float, default=None, help="move @champion this many seconds in"
+    )
     args = parser.parse_args()
     if args.rate * args.seconds > 100_000:
         raise SystemExit("bounded benchmark: at most 100,000 requests per run")
@@ -205,6 +267,10 @@ def main() -> int:
     port = free_port()
     cmd = uvicorn_cmd(port, host=HOST, workers=args.workers)
     env = service_env(api_key=API_KEY, tracking_uri=tracking)
+    swap = None
+    if args.swap_at is not None:
+        swap = _champion_swapper(tracking)
+        env["PREDICTIVE_SCORING_RELOAD_INTERVAL_SECONDS"] = "1"
     log = Path(__file__).resolve().parent / "results" / "load-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine_info()}", flush=True)
@@ -219,6 +285,8 @@ def main() -> int:
                 seconds=args.seconds,
                 max_inflight=args.max_inflight,
                 client=args.client,
+                swap=swap,
+                swap_at=args.swap_at,
             )
         )
     row = {
@@ -247,6 +315,7 @@ def main() -> int:
             "max_at_s",
             "client_gc_max_ms",
             "client_cpu_ms_per_request",
+            *(["version_switches", "p99_ms_around_swap"] if swap else []),
         ],
     )
     if result["error_kinds"]:
