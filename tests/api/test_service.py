@@ -444,3 +444,12 @@ def test_wrong_content_type_and_bad_json_name_the_problem(
     r = profiled.post("/v1/score", content=body, headers={"content-type": content_type})
     assert r.status_code == status
     assert r.json()["detail"][0]["type"] in {"unsupported_media_type", "json_invalid"}
+
+
+def test_openapi_declares_each_score_response_with_its_model(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, model in (("/v1/score", "ScoreResponse"), ("/v1/score/batch", "BatchResponse")):
+        ok = paths[path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{model}"}, (path, ok)
+        body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body["$ref"].endswith("/BatchRequest" if "batch" in path else "/LeadIn")
