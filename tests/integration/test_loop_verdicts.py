@@ -6,12 +6,16 @@ thresholds, evaluate, export with the reference profile and the capacity agreeme
 a bundle. Each case simulates a period after the training data (``simulate_period``), scores
 every lead through the file scorer into the score log at the ages the replay schedules
 (``scoring_schedule`` at ``featurize.offsets_days``, the command's default), imports the
-period's outcomes, and runs the monitor with the limits of params.yaml. docs/monitoring.md,
-"The loop on generated data", gives the rates these cases sample.
+period's outcomes, and runs the monitor with the limits of params.yaml.
+
+``LOOP_VERDICT_SEEDS=30 python -m pytest tests/integration/test_loop_verdicts.py -k rates -s``
+measures the false-alarm and detection rates over seeds 1 to 30 and prints them
+(docs/monitoring.md, "The loop on generated data").
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,13 @@ MATURING_WEEKS = 26
 DRIFT_WEEKS = 13
 UNSHIFTED_SEEDS = (1, 2, 3)
 ENGAGEMENT = ("web_visit", "email_click", "email_open", "n_events_total")
+# Each case with the period length it needs; none is the unshifted one.
+CASES: tuple[tuple[ShiftKind, int], ...] = (
+    ("none", MATURING_WEEKS),
+    ("new_source", DRIFT_WEEKS),
+    ("bot_burst", DRIFT_WEEKS),
+    ("conversion_drop", MATURING_WEEKS),
+)
 
 Report = dict[str, Any]
 RunPeriod = Callable[[ShiftKind, int, int], Report]
@@ -209,6 +220,23 @@ def _checks(findings: list[dict[str, Any]]) -> set[str]:
     return {f["check"] for f in findings}
 
 
+def _raised(report: Report) -> bool:
+    return bool(report["verdict"]["level"] in ("investigate", "retrain"))
+
+
+def _detected(kind: ShiftKind, report: Report) -> bool:
+    """Whether the verdict caught the shift for what it is."""
+    if kind == "new_source":
+        return _raised(report) and "lead_source" in _named(report, "feature_psi")
+    if kind == "bot_burst":
+        named = _named(report, "feature_psi")
+        return _raised(report) and any("web_visit" in n or "email_click" in n for n in named)
+    if kind == "conversion_drop":
+        gaps = [r["value"] for r in report["verdict"]["reasons"] if r["check"] == "calibration"]
+        return report["verdict"]["level"] == "retrain" and bool(gaps) and max(gaps) < 0
+    return not _raised(report)  # none: ok is the right answer
+
+
 @pytest.mark.parametrize("seed", UNSHIFTED_SEEDS)
 def test_an_unshifted_period_says_ok_with_every_check_judged(
     run_period: RunPeriod, params: Params, seed: int
@@ -270,3 +298,24 @@ def test_cbpe_expected_conversions_hold_the_realized_ones_on_matured_cohorts(
             inside += figures["expected_low"] <= figures["converted"] <= figures["expected_high"]
     assert weeks >= 30
     assert inside / weeks >= 0.8, f"{inside} of {weeks} matured weeks inside"
+
+
+def test_rates_of_false_alarms_and_detections(run_period: RunPeriod) -> None:
+    """Every case on seeds 1 to LOOP_VERDICT_SEEDS (default 3, the unshifted cases' seeds):
+    the share of unshifted periods that raise a verdict, and of shifted ones caught for what
+    they are. Printed (``-s``); 30 seeds take about 5 minutes on 2 cores."""
+    seeds = range(1, int(os.environ.get("LOOP_VERDICT_SEEDS", len(UNSHIFTED_SEEDS))) + 1)
+    caught: dict[str, list[int]] = {}
+    for kind, weeks in CASES:
+        caught[kind] = [s for s in seeds if _detected(kind, run_period(kind, s, weeks))]
+        wrong = sorted(set(seeds) - set(caught[kind]))
+        if kind == "none":
+            print(f"none ({weeks} weeks): false alarms {len(wrong)}/{len(seeds)} on seeds {wrong}")
+        else:
+            print(
+                f"{kind} ({weeks} weeks): detected {len(caught[kind])}/{len(seeds)}, "
+                f"missed on seeds {wrong}"
+            )
+    assert all(len(caught[kind]) == len(seeds) for kind, _ in CASES[1:]), caught
+    # the limits are set so that a false alarm is rare: 3 of 30 seeds when they were set
+    assert len(seeds) - len(caught["none"]) <= 0.2 * len(seeds), caught["none"]
