@@ -377,7 +377,13 @@ def simulate(
     out: Annotated[Path, typer.Option(help="folder for the period's tables")] = Path(
         "data/production"
     ),
-    weeks: Annotated[int, typer.Option(help="weeks of production after the training data")] = 8,
+    weeks: Annotated[
+        int,
+        typer.Option(
+            help="weeks of production after the training data (13 give the drift window the "
+            "training reference's mix of lead ages; 26 let cohorts mature for realized figures)"
+        ),
+    ] = 13,
     shift: Annotated[
         Literal["none", "new_source", "bot_burst", "conversion_drop"],
         typer.Option(
