@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from predictive_scoring.bundle import META_FILE
 from predictive_scoring.errors import ModelRegistryError
 from predictive_scoring.scoring import Scorer
 
@@ -26,6 +27,7 @@ __all__ = [
     "TRACKING_ENV",
     "ModelChoice",
     "choose_model",
+    "probe_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,31 +96,26 @@ def choose_model(
 
     The scorer's metadata gains ``source`` and ``why``, so whatever serves it can say both.
     """
-    if bundle is not None:
-        scorer = Scorer.load(bundle)
-        source = f"bundle {bundle}"
-        why = f"{source} (version {scorer.version}): set by {bundle_set_by}"
-        choice = ModelChoice(scorer, "bundle", source, why, bundle_dir=Path(bundle))
-        return _noted(choice)
+    source = _resolve(
+        bundle=bundle, tracking_uri=tracking_uri, tracking_set_by=tracking_set_by, root=root
+    )
+    if isinstance(source, Path):
+        scorer = Scorer.load(source)
+        where = f"bundle {source}"
+        why = f"{where} (version {scorer.version}): set by {bundle_set_by}"
+        return _noted(ModelChoice(scorer, "bundle", where, why, bundle_dir=source))
 
     from predictive_scoring.registry import load_registered_scorer
 
-    uri, store = _describe_store(tracking_uri, tracking_set_by=tracking_set_by, root=root)
+    uri, store = source
     model_uri = f"models:/{model_name}@{alias}"
-    how_to_bundle = f"set {BUNDLE_ENV} (`--bundle` on the command line)"
-    if (missing := _missing_sqlite_file(uri)) is not None:
-        raise ModelRegistryError(
-            f"no model to load: no bundle is set and {store} does not exist ({missing} is "
-            "absent). Run `dvc repro` and `predictive-scoring promote` to register a champion "
-            f"there, or {how_to_bundle} to a bundle directory such as models/lead-scoring"
-        )
     scorer = load_registered_scorer(
         model_name,
         alias,
         tracking_uri=uri,
         advice=(
             f"run `predictive-scoring promote` to make the challenger @{alias}, or "
-            f"{how_to_bundle} to serve a bundle directory instead"
+            f"{_HOW_TO_BUNDLE} to serve a bundle directory instead"
         ),
     )
     why = (
@@ -126,6 +123,57 @@ def choose_model(
         "and no bundle is set"
     )
     return _noted(ModelChoice(scorer, "registry", model_uri, why))
+
+
+_HOW_TO_BUNDLE = f"set {BUNDLE_ENV} (`--bundle` on the command line)"
+
+
+def _resolve(
+    *, bundle: str | Path | None, tracking_uri: str | None, tracking_set_by: str, root: str | Path
+) -> Path | tuple[str, str]:
+    """The rule itself: the bundle folder when one is set, else (store URI, what chose it)."""
+    if bundle is not None:
+        return Path(bundle)
+    uri, store = _describe_store(tracking_uri, tracking_set_by=tracking_set_by, root=root)
+    if (missing := _missing_sqlite_file(uri)) is not None:
+        raise ModelRegistryError(
+            f"no model to load: no bundle is set and {store} does not exist ({missing} is "
+            "absent). Run `dvc repro` and `predictive-scoring promote` to register a champion "
+            f"there, or {_HOW_TO_BUNDLE} to a bundle directory such as models/lead-scoring"
+        )
+    return uri, store
+
+
+def probe_model(
+    *,
+    bundle: str | Path | None = None,
+    tracking_uri: str | None = None,
+    model_name: str = "lead-scoring",
+    alias: str = "champion",
+    root: str | Path = ".",
+) -> str:
+    """What :func:`choose_model` would load now, cheaply, without loading it: the bundle file's
+    identity on disk (a new export renames a new folder into place), or the version the alias
+    points at. A poller compares it with the last one and loads only when it changed."""
+    source = _resolve(
+        bundle=bundle, tracking_uri=tracking_uri, tracking_set_by=TRACKING_ENV, root=root
+    )
+    if isinstance(source, Path):
+        try:
+            stat = (source / META_FILE).stat()
+        except OSError:
+            return f"bundle {source}: unreadable"
+        return f"bundle {source}: {stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = MlflowClient(tracking_uri=source[0]).get_model_version_by_alias(
+            model_name, alias
+        )
+    except MlflowException as exc:
+        return f"models:/{model_name}@{alias} from {source[0]}: {type(exc).__name__}"
+    return f"models:/{model_name}@{alias} from {source[0]}: version {version.version}"
 
 
 def _noted(choice: ModelChoice) -> ModelChoice:

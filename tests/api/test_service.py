@@ -453,3 +453,35 @@ def test_openapi_declares_each_score_response_with_its_model(client: TestClient)
         assert ok == {"$ref": f"#/components/schemas/{model}"}, (path, ok)
         body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["$ref"].endswith("/BatchRequest" if "batch" in path else "/LeadIn")
+
+
+def test_a_poll_loads_nothing_while_the_probe_is_unchanged(
+    live_bundle: Path, bundles: dict[str, Path]
+) -> None:
+    import asyncio
+
+    from predictive_scoring.model_source import probe_model
+    from predictive_scoring.serve.state import ModelHolder
+
+    loads: list[str] = []
+
+    def load(settings: Settings) -> Scorer:
+        loads.append(str(settings.bundle_dir))
+        return Scorer.load(settings.bundle_dir)
+
+    def probe(settings: Settings) -> str:
+        return probe_model(bundle=settings.bundle_dir)
+
+    holder = ModelHolder(make_settings(live_bundle), load, probe=probe)
+
+    async def polls() -> list[bool]:
+        changed = [(await holder.reload())[1]]
+        for _ in range(3):
+            changed.append((await holder.reload(only_if_changed=True))[1])
+        Scorer.load(bundles["2"]).save(live_bundle)  # a new export renamed into place
+        changed.append((await holder.reload(only_if_changed=True))[1])
+        return changed
+
+    assert asyncio.run(polls()) == [True, False, False, False, True]
+    assert len(loads) == 2  # the start and the new export; the three quiet polls loaded nothing
+    assert holder.current is not None and holder.current.version == "2"

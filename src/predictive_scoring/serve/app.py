@@ -14,7 +14,13 @@ from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
 from predictive_scoring.io import setup_logging
-from predictive_scoring.model_source import BUNDLE_ENV, TRACKING_ENV, ModelChoice, choose_model
+from predictive_scoring.model_source import (
+    BUNDLE_ENV,
+    TRACKING_ENV,
+    ModelChoice,
+    choose_model,
+    probe_model,
+)
 from predictive_scoring.scorelog import ScoreLog
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve.deps import limits_of
@@ -53,6 +59,17 @@ def choose_served_model(settings: Settings, *, bundle_set_by: str | None = None)
         bundle_set_by=bundle_set_by or f"{BUNDLE_ENV} (settings.bundle_dir)",
         tracking_uri=settings.tracking_uri,
         tracking_set_by=f"{TRACKING_ENV} (settings.tracking_uri)",
+        model_name=settings.model_name,
+        alias=settings.model_alias,
+        root=settings.project_dir,
+    )
+
+
+def probe_served_model(settings: Settings) -> str:
+    """What :func:`load_scorer` would load now, without loading it (for the polling reload)."""
+    return probe_model(
+        bundle=settings.bundle_dir,
+        tracking_uri=settings.tracking_uri,
         model_name=settings.model_name,
         alias=settings.model_alias,
         root=settings.project_dir,
@@ -163,7 +180,7 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
     settings = settings or Settings()
     checker = KeyChecker(settings)  # raises ConfigError when no key is configured
     service_metrics = ServiceMetrics()
-    holder = ModelHolder(settings, load)
+    holder = ModelHolder(settings, load, probe=probe_served_model if load is load_scorer else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

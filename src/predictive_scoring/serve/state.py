@@ -73,9 +73,19 @@ def _smoke_test(scorer: Scorer) -> None:
 class ModelHolder:
     """Holds the current :class:`ModelHandle`; loads run in a thread, swaps are one assignment."""
 
-    def __init__(self, settings: Settings, load: ScorerLoader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        load: ScorerLoader,
+        *,
+        probe: Callable[[Settings], str] | None = None,
+    ) -> None:
         self.settings = settings
         self._load = load
+        # A cheap identity of what the loader would load (the alias's version, the bundle file
+        # on disk): a poll that finds it unchanged loads nothing.
+        self._probe = probe
+        self._probed: str | None = None
         self.current: ModelHandle | None = None
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
@@ -92,6 +102,14 @@ class ModelHolder:
         """
         async with self._lock:
             previous = self.current
+            probed = None
+            if self._probe is not None:
+                try:
+                    probed = await asyncio.to_thread(self._probe, self.settings)
+                except Exception:  # the load below says what is wrong, and how to fix it
+                    probed = None
+                if only_if_changed and previous is not None and probed == self._probed:
+                    return previous, False
             try:
                 handle = await asyncio.to_thread(self._load_checked)
             except Exception as exc:
@@ -99,6 +117,7 @@ class ModelHolder:
                 logger.error("model load refused, keeping %s: %s", _describe(previous), exc)
                 raise
             self.last_error = None
+            self._probed = probed
             changed = previous is None or handle.identity != previous.identity
             if changed or not only_if_changed:
                 self.current = handle  # the atomic swap: in-flight requests keep their handle
