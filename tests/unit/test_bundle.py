@@ -7,11 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.scorers import build_scorer
+from tests.scorers import NOW, build_scorer
 
 from predictive_scoring.bundle import META_FILE, read_bundle, write_bundle
 from predictive_scoring.errors import BundleError
-from predictive_scoring.scoring import Scorer
+from predictive_scoring.scoring import LeadInput, Scorer
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,24 @@ def test_a_failed_write_leaves_the_old_bundle(saved: Path, tmp_path: Path) -> No
         write_bundle(target, replace(parts, booster=FullDisk()))  # type: ignore[arg-type]
     assert (target / META_FILE).read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["live"]  # no temp folder left behind
+
+
+def test_a_replaced_scorer_is_freed_without_the_cyclic_collector(saved: Path) -> None:
+    """The service only freezes the heap on a swap (no full collection): that is safe only while
+    a scorer holds no reference cycle, so that dropping the last handle frees it."""
+    import gc
+    import weakref
+
+    from predictive_scoring.serve.state import ModelHandle
+
+    gc.disable()
+    try:
+        scorer = Scorer.load(saved)
+        handle = ModelHandle.of(scorer)
+        lead = LeadInput("a", events=[("web_visit", NOW - 3_600)], created_at=NOW - 86_400)
+        assert handle.scorer.score([lead], now=NOW, n_reasons=3)[0].positive is not None
+        alive = weakref.ref(scorer)
+        del scorer, handle
+        assert alive() is None
+    finally:
+        gc.enable()
