@@ -372,12 +372,17 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
 
     fields = (raw.created_at, raw.as_of, raw.event_ts)
     reads: list[tuple[np.ndarray, np.ndarray] | None] = [None, None, None]
+    clean = False  # every time read and in bounds: nothing to explain field by field
     if not any(isinstance(f, pd.Series) for f in fields):  # one read for all the request's times
         seconds, bad = read_seconds([*raw.created_at, *raw.as_of, *raw.event_ts], numbers=numbers)
         a, b = len(raw.created_at), len(raw.created_at) + len(raw.as_of)
         reads = [(seconds[:a], bad[:a]), (seconds[a:b], bad[a:b]), (seconds[b:], bad[b:])]
+        clean = not bad.any() and out_of_bounds(seconds, policy=limits.times, now=now) is None
 
     def times(k: int, name: str, place: Callable[[int], Place]) -> np.ndarray:
+        read = reads[k]
+        if clean and read is not None:
+            return read[0]
         return _times(
             fields[k],
             policy=limits.times,
@@ -426,6 +431,16 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
     known = ~np.isnan(event_ts)
     if None in types:
         known &= np.fromiter((t is not None for t in types), dtype=bool, count=len(types))
+    if known.all():  # the usual request: every event has a known type and a time
+        batch = LeadBatch(
+            attributes=attributes,
+            as_of=as_of,
+            created=created,
+            event_lead=event_lead,
+            event_type=types,  # type: ignore[arg-type]
+            event_ts=event_ts.astype(np.int64),
+        )
+        return Admitted(batch=batch, lead_ids=lead_ids, warnings=warnings)
     batch = LeadBatch(
         attributes=attributes,
         as_of=as_of,
