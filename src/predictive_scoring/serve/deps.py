@@ -91,6 +91,9 @@ class ScoringContext:
 
 
 async def get_scoring(request: Request) -> ScoringContext:
+    """The key check (any valid key) and everything a score route needs, in one dependency:
+    FastAPI solves each dependency level at a cost comparable to a lead's features."""
+    _role(request)
     state = request.app.state
     return ScoringContext(_current(state.holder), state.settings, state.limits, state.metrics)
 

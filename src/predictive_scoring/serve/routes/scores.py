@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from predictive_scoring.ingress import Limits
 from predictive_scoring.scorelog import ScoredBatch, ScoreLog
 from predictive_scoring.serve.decode import decode_leads, json_body, result_dict
-from predictive_scoring.serve.deps import Authenticated, Scoring, ScoringContext
+from predictive_scoring.serve.deps import Scoring, ScoringContext
 from predictive_scoring.serve.metrics import ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import (
@@ -52,7 +52,8 @@ Reasons = Annotated[
     ),
 ]
 
-router = APIRouter(prefix="/score", tags=["scores"], dependencies=[Authenticated])
+# The key is checked by the Scoring dependency itself (one dependency, not two).
+router = APIRouter(prefix="/score", tags=["scores"])
 
 
 def _body_schema(model: type[LeadIn] | type[BatchRequest]) -> dict[str, Any]:
