@@ -27,9 +27,21 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"predictive-scoring {version('predictive-scoring')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
 ) -> None:
     from predictive_scoring.io import setup_logging
 
@@ -261,6 +273,13 @@ def serve(
     if bundle is not None:
         # the environment reaches the factory in this process and in every worker
         os.environ[BUNDLE_ENV] = str(bundle.resolve())
+    from predictive_scoring.serve.security import KeyChecker
+    from predictive_scoring.serve.settings import Settings
+
+    try:  # the app refuses to start without a key: say so in one line, not a traceback
+        KeyChecker(Settings())
+    except PredictiveScoringError as exc:
+        raise _fail(exc) from exc
     uvicorn.run(
         "predictive_scoring.serve:create_app",
         factory=True,

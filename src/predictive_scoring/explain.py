@@ -111,7 +111,9 @@ def feature_describer(
         return email
     if name == "lead_age_days":
         return lambda value: (
-            "creation date unknown" if math.isnan(value) else f"lead created {value:.0f} days ago"
+            "creation date unknown"
+            if math.isnan(value)
+            else f"lead created {_plural(round(value), 'day')} ago"
         )
     if name == "n_events_total":
         return lambda value: f"{_plural(value, 'engagement event')} so far"
@@ -129,7 +131,7 @@ def feature_describer(
         def recency(value: float) -> str:
             if _is_missing(value):
                 return f"no {noun} yet"
-            return f"{verb} {value:.0f} days ago" if value >= 1 else f"{verb} today"
+            return f"{verb} {_plural(round(value), 'day')} ago" if value >= 1 else f"{verb} today"
 
         return recency
     if name.startswith("decayed_"):

@@ -84,7 +84,7 @@ _EXAMPLE_RESULT: dict[str, Any] = {
         "positive": [
             {
                 "feature": "days_since_demo_request",
-                "text": "requested a demo 1 days ago",
+                "text": "requested a demo 1 day ago",
                 "impact": 1.2034,
             },
             {
@@ -169,7 +169,7 @@ class ReasonOut(BaseModel):
     """One factor behind the score; impact in log-odds (positive raises the score)."""
 
     feature: str = Field(examples=["days_since_demo_request"])
-    text: str = Field(examples=["requested a demo 1 days ago"])
+    text: str = Field(examples=["requested a demo 1 day ago"])
     impact: float = Field(examples=[1.2034])
 
 
