@@ -246,12 +246,13 @@ def warm_up() -> None:
         raise RuntimeError("the timestamp kernel rejects a valid timestamp")
 
 
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``seconds`` as ISO 8601 in UTC, for messages; a time no date can hold (outside the years
+    1 to 9999, as an epoch number sent as a timestamp may be) as its epoch seconds."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return f"epoch second {seconds:.0f}"
 
 
 def outside(seconds: np.ndarray, *, policy: TimePolicy, now: int) -> tuple[np.ndarray, np.ndarray]:

@@ -198,6 +198,9 @@ def test_the_required_inputs_follow_from_the_training_rows() -> None:
         ({"created_at": 0}, ["body", "created_at"], "timestamp_range"),
         ({"created_at": "0001-01-01T00:00:00Z"}, ["body", "created_at"], "timestamp_range"),
         ({"as_of": -86_400}, ["body", "as_of"], "timestamp_range"),
+        # times no date can hold: the message shows the number, not a 500
+        ({"as_of": 253_402_300_800_000.0}, ["body", "as_of"], "future_timestamp"),
+        ({"created_at": -1e15}, ["body", "created_at"], "timestamp_range"),
         ({"created_at": "2999-01-01"}, ["body", "created_at"], "future_timestamp"),
         (
             {"events": [{"event_type": "web_visit", "ts": "2027-01-01T00:00:00Z"}]},

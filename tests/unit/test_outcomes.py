@@ -76,6 +76,12 @@ BAD_ROWS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("ts_before_1990", {"lead_id": "a", "stage": "sql", "ts": 0}, "ts", "timestamp_range"),
     (
+        "ts_after_year_9999",
+        {"lead_id": "a", "stage": "sql", "ts": 253_402_300_800_000.0},
+        "ts",
+        "future_timestamp",
+    ),
+    (
         "reason_too_long",
         {"lead_id": "a", "stage": "lost", "ts": "2025-11-03", "reason": "r" * 201},
         "reason",
