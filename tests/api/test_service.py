@@ -446,6 +446,30 @@ def test_wrong_content_type_and_bad_json_name_the_problem(
     assert r.json()["detail"][0]["type"] in {"unsupported_media_type", "json_invalid"}
 
 
+def test_each_error_is_declared_with_an_example_of_its_own_status(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    kinds = {
+        "400": "json_invalid",
+        "401": "unauthorized",
+        "403": "forbidden",
+        "409": "model_refused",
+        "413": "too_large",
+        "415": "unsupported_media_type",
+        "503": "not_ready",
+    }
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            if "security" in operation:  # a keyed route answers 401 without its key
+                assert "401" in responses, path
+            for status, kind in kinds.items():
+                if status in responses and path != "/readyz":  # /readyz: a ReadyResponse
+                    example = responses[status]["content"]["application/json"]["example"]
+                    assert example["detail"][0]["type"] == kind, (path, status, example)
+    assert "503" in spec["paths"]["/v1/model"]["get"]["responses"]
+    assert client.get("/v1/model", headers={"X-API-Key": "wrong"}).status_code == 401
+
+
 def test_openapi_declares_each_score_response_with_its_model(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path, model in (("/v1/score", "ScoreResponse"), ("/v1/score/batch", "BatchResponse")):

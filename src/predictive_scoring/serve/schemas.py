@@ -26,6 +26,7 @@ __all__ = [
     "ScoreResponse",
     "ThresholdsOut",
     "WarningOut",
+    "error_responses",
 ]
 
 
@@ -359,23 +360,89 @@ class ErrorItem(BaseModel):
     type: str
 
 
+def _problem(loc: list[str | int], msg: str, kind: str) -> dict[str, Any]:
+    return {"detail": [{"loc": loc, "msg": msg, "type": kind}]}
+
+
+_EXAMPLE_REFUSED = _problem(
+    ["body", "events", 0, "ts"],
+    "events[0].ts: 2031-01-01T00:00:00Z lies in the future (server time 2025-03-05T08:00:00Z)",
+    "future_timestamp",
+)
+
+
 class ErrorResponse(BaseModel):
     """Every error response has this shape."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "detail": [
-                        {
-                            "loc": ["body", "events", 0, "ts"],
-                            "msg": "event at 2031-01-01T00:00:00Z lies in the future",
-                            "type": "future_timestamp",
-                        }
-                    ]
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_REFUSED]})
 
     detail: list[ErrorItem]
+
+
+# What each error status means and one answer of that status, for /docs and the OpenAPI
+# document: without its own example, every error would show ErrorResponse's 422 example.
+_ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    400: (
+        "The body is not valid JSON",
+        _problem(
+            ["body"],
+            "the body is not valid JSON: Invalid JSON: EOF while parsing a string at line 1 "
+            "column 19",
+            "json_invalid",
+        ),
+    ),
+    401: (
+        "Missing or invalid API key",
+        _problem(
+            ["header", "X-API-Key"],
+            "missing or invalid API key: send it in the X-API-Key header or as "
+            "'Authorization: Bearer <key>'",
+            "unauthorized",
+        ),
+    ),
+    403: (
+        "The key may not call this endpoint",
+        _problem(["header", "X-API-Key"], "this endpoint needs an admin key", "forbidden"),
+    ),
+    409: (
+        "The new model was refused; the old one keeps serving",
+        _problem(
+            [],
+            "new model refused, still serving the old one: the bundle has no model file",
+            "model_refused",
+        ),
+    ),
+    413: (
+        "Body larger than max_body_bytes",
+        _problem(["body"], "request body too large; split the batch", "too_large"),
+    ),
+    415: (
+        "The body is not application/json",
+        _problem(
+            ["header", "Content-Type"],
+            "the body must be application/json, got 'text/plain'",
+            "unsupported_media_type",
+        ),
+    ),
+    422: ("Invalid input; loc names the field", _EXAMPLE_REFUSED),
+    503: (
+        "No model loaded yet",
+        _problem([], "no model loaded yet (loading)", "not_ready"),
+    ),
+}
+
+
+def error_responses(
+    *statuses: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route for these error statuses: each an :class:`ErrorResponse`
+    with an example of its own status; ``descriptions`` says what a status means on this route."""
+    described = descriptions or {}
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": described.get(status, _ERRORS[status][0]),
+            "content": {"application/json": {"example": _ERRORS[status][1]}},
+        }
+        for status in statuses
+    }

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from predictive_scoring.errors import PredictiveScoringError, RequestProblem
 from predictive_scoring.serve.deps import AdminOnly, Holder, Metrics
 from predictive_scoring.serve.responses import OrjsonResponse
-from predictive_scoring.serve.schemas import ErrorResponse, ReloadResponse
+from predictive_scoring.serve.schemas import ReloadResponse, error_responses
 
 __all__ = ["router"]
 
@@ -17,10 +17,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    responses={
-        403: {"model": ErrorResponse, "description": "Not an admin key"},
-        409: {"model": ErrorResponse, "description": "The new model was refused; old one stays"},
-    },
+    responses=error_responses(401, 403, 409, descriptions={403: "Not an admin key"}),
     summary="Load the current champion (or bundle) now",
 )
 async def reload_model(holder: Holder, metrics: Metrics) -> OrjsonResponse:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from predictive_scoring.serve.deps import Metrics, ServiceSettings, require_client
+from predictive_scoring.serve.schemas import error_responses
 
 __all__ = ["router"]
 
@@ -15,7 +16,12 @@ router = APIRouter(tags=["metrics"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        **error_responses(
+            401, descriptions={401: "Missing or invalid API key, when metrics_public is false"}
+        ),
+    },
     summary="Prometheus metrics",
 )
 async def prometheus_metrics(

@@ -6,14 +6,19 @@ from fastapi import APIRouter
 
 from predictive_scoring.serve.deps import Authenticated, CurrentModel
 from predictive_scoring.serve.responses import OrjsonResponse
-from predictive_scoring.serve.schemas import ModelInfoResponse
+from predictive_scoring.serve.schemas import ModelInfoResponse, error_responses
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/model", tags=["model"], dependencies=[Authenticated])
 
 
-@router.get("", response_model=ModelInfoResponse, summary="The model now serving")
+@router.get(
+    "",
+    response_model=ModelInfoResponse,
+    responses=error_responses(401, 503),
+    summary="The model now serving",
+)
 def model_info(model: CurrentModel) -> OrjsonResponse:
     """Name, version, where it came from and why, its lineage (model checksum, definition and
     thresholds hashes, training data hash), metrics, thresholds and the feature list."""

@@ -33,7 +33,7 @@ from predictive_scoring.outcomes import (
 from predictive_scoring.serve.decode import json_body, validate_json
 from predictive_scoring.serve.deps import OutcomesOnly, ServiceSettings
 from predictive_scoring.serve.responses import OrjsonResponse
-from predictive_scoring.serve.schemas import ErrorResponse
+from predictive_scoring.serve.schemas import error_responses
 from predictive_scoring.serve.settings import Settings
 
 __all__ = ["OutcomeIn", "OutcomesRequest", "OutcomesResponse", "router"]
@@ -145,18 +145,19 @@ def _store(body: bytes, settings: Settings) -> dict[str, int]:
 @router.post(
     "",
     response_model=OutcomesResponse,
-    responses={
-        400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
-        401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
-        403: {"model": ErrorResponse, "description": "Not an outcome key or an admin key"},
-        413: {"model": ErrorResponse, "description": "Body larger than max_body_bytes"},
-        415: {"model": ErrorResponse, "description": "The body is not application/json"},
-        422: {
-            "model": ErrorResponse,
-            "description": 'A bad row; loc names it (["body", "outcomes", 3, "ts"]); nothing '
-            "of the batch was stored",
+    responses=error_responses(
+        400,
+        401,
+        403,
+        413,
+        415,
+        422,
+        descriptions={
+            403: "Not an outcome key or an admin key",
+            422: 'A bad row; loc names it (["body", "outcomes", 3, "ts"]); nothing of the batch '
+            "was stored",
         },
-    },
+    ),
     summary="Record stage changes (sales acceptance and rejection included)",
     openapi_extra={
         "requestBody": {

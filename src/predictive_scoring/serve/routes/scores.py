@@ -25,22 +25,15 @@ from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import (
     BatchRequest,
     BatchResponse,
-    ErrorResponse,
     LeadIn,
     ScoreResponse,
+    error_responses,
 )
 from predictive_scoring.serve.state import ModelHandle
 
 __all__ = ["router"]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
-    401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
-    413: {"model": ErrorResponse, "description": "Body larger than max_body_bytes"},
-    415: {"model": ErrorResponse, "description": "The body is not application/json"},
-    422: {"model": ErrorResponse, "description": "Invalid input; loc names the field"},
-    503: {"model": ErrorResponse, "description": "No model loaded yet"},
-}
+_ERRORS = error_responses(400, 401, 413, 415, 422, 503)
 # Bodies up to this size (one lead, a few small ones) are scored on the event loop.
 _INLINE_BYTES = 64 * 1024
 
