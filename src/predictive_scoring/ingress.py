@@ -305,13 +305,17 @@ class Admitted:
 
 
 def _lead_id(value: object) -> str | None:
+    """An id as text: text as given, a whole number without '.0' (JSON's 14.0 is the integer
+    14); None for a fraction, NaN or a boolean, which no CRM id is."""
     if isinstance(value, str):
         return value
-    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+    if value is None or isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
         return str(int(value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return None if value is None else str(value)
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else None
+    return str(value)
 
 
 def _number(value: object) -> float | None:
@@ -345,7 +349,8 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
         if text is None or not 1 <= len(text) <= limits.max_id_length:
             raise origin.problem(
                 origin.lead(i, "lead_id"),
-                f"a lead id is 1 to {limits.max_id_length} characters, got {str(value)[:40]!r}",
+                f"a lead id is 1 to {limits.max_id_length} characters or a whole number, got "
+                f"{str(value)[:40]!r}",
                 "lead_id",
             )
         if limits.unique_ids:

@@ -128,6 +128,13 @@ def test_a_bad_row_is_a_422_naming_it_and_nothing_is_stored(
     assert read_outcomes(store).empty  # the good rows around it were not stored either
 
 
+def test_an_id_sent_as_14_0_is_stored_as_14(http: TestClient, store: Path) -> None:
+    # JSON Schema's integer includes 14.0: the declared "string or integer" must take it.
+    done = _post(http, {"outcomes": [{"lead_id": 14.0, "stage": "sql", "ts": "2025-11-03"}]})
+    assert done.status_code == 200, done.text
+    assert read_outcomes(store)["lead_id"].tolist() == ["14"]
+
+
 def test_a_batch_over_max_batch_is_refused_whole(http: TestClient, store: Path) -> None:
     rows = [{"lead_id": f"L-{i}", "stage": "mql", "ts": "2025-11-03"} for i in range(101)]
     refused = _post(http, {"outcomes": rows})

@@ -34,6 +34,7 @@ from predictive_scoring.read import read_table
 from predictive_scoring.schema import parse_timestamps
 from predictive_scoring.scoring import FRAME_LIMITS, Scorer, score_nested
 from predictive_scoring.serve.decode import decode_leads
+from predictive_scoring.serve.schemas import LeadIn
 from predictive_scoring.timestamps import read_seconds
 
 SCORER = build_scorer(version="1", seed=0, rounds=10).with_metadata(
@@ -157,6 +158,13 @@ def test_a_lead_scores_alike_on_every_path(tmp_path: Path) -> None:
     assert python.probability == expected
 
 
+def test_an_id_sent_as_14_0_is_the_integer_id_14() -> None:
+    # JSON Schema's integer includes 14.0: the declared "string or integer" must take it, on
+    # both decoders (the pydantic models explain what msgspec declines).
+    assert _json({**LEAD, "lead_id": 14.0}).lead_id == "14"
+    assert LeadIn.model_validate_json(json.dumps({**LEAD, "lead_id": 14.0})).lead_id == 14.0
+
+
 def test_the_pydantic_decoder_only_explains_what_msgspec_declines() -> None:
     from fastapi.exceptions import RequestValidationError
 
@@ -209,6 +217,7 @@ def test_the_required_inputs_follow_from_the_training_rows() -> None:
         ),
         ({"lead_id": ""}, ["body", "lead_id"], "lead_id"),
         ({"lead_id": "x" * 257}, ["body", "lead_id"], "lead_id"),
+        ({"lead_id": 1.5}, ["body", "lead_id"], "lead_id"),
     ],
 )
 def test_inputs_out_of_bounds_are_refused_naming_the_field(

@@ -38,7 +38,7 @@ class _Event(msgspec.Struct, gc=False):
 
 
 class _Lead(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    lead_id: str | int
+    lead_id: str | int | float  # the ingress reads 14.0 as the id 14 and refuses 1.5
     attributes: dict[str, str | bool | int | float | None] = {}
     created_at: _Time | None = None
     as_of: _Time | None = None

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 
 __all__ = [
     "AttributeValue",
@@ -41,9 +49,12 @@ Timestamp = Annotated[
     ),
 ]
 AttributeValue = str | bool | int | float | None
+# Any JSON number is decoded: JSON Schema's integer includes 14.0, which the ingress reads as
+# the id 14 (and a fraction it refuses), so the document declares text or an integer.
 LeadId = Annotated[
-    StrictStr | StrictInt,
-    Field(description="The CRM's id; 1 to 256 characters, unique per batch."),
+    StrictStr | StrictInt | StrictFloat,
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+    Field(description="The CRM's id; 1 to 256 characters or a whole number, unique per batch."),
 ]
 
 _EXAMPLE_LEAD: dict[str, Any] = {

@@ -8,7 +8,7 @@ every rule and the store's idempotence.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     TypeAdapter,
+    WithJsonSchema,
 )
 from starlette.concurrency import run_in_threadpool
 
@@ -57,8 +58,12 @@ class OutcomeIn(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
-    lead_id: StrictStr | StrictInt = Field(
-        description=f"The CRM's id, as scored; 1 to {MAX_ID_LENGTH} characters."
+    # Any JSON number is decoded (14.0 is JSON Schema's integer 14); outcomes owns the id rule.
+    lead_id: Annotated[
+        StrictStr | StrictInt | StrictFloat,
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+    ] = Field(
+        description=f"The CRM's id, as scored; 1 to {MAX_ID_LENGTH} characters or a whole number."
     )
     stage: StrictStr = Field(
         description=f"One of {', '.join(STAGES)} (case and surrounding spaces aside): the data "
