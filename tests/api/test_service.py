@@ -17,7 +17,12 @@ from predictive_scoring.errors import BundleError, ConfigError
 from predictive_scoring.online import LeadBatch
 from predictive_scoring.scoring import LeadInput, Scorer, ScoreResult
 from predictive_scoring.serve import Settings, create_app, load_scorer
-from predictive_scoring.serve.schemas import BatchResponse, ModelInfoResponse, ScoreResponse
+from predictive_scoring.serve.schemas import (
+    BatchResponse,
+    ErrorResponse,
+    ModelInfoResponse,
+    ScoreResponse,
+)
 
 pytestmark = pytest.mark.api
 
@@ -183,17 +188,26 @@ def test_bad_requests_get_a_4xx_naming_the_field(
     assert error_names(r, field), r.json()
 
 
-def test_oversized_body_is_413_by_header_and_by_stream(client: TestClient) -> None:
+def test_oversized_body_is_the_declared_json_413_by_header_and_by_stream(
+    client: TestClient,
+) -> None:
     big = b'{"lead_id": "x", "attributes": {"a": "' + b"x" * 300_000 + b'"}}'
-    r = client.post("/v1/score", content=big, headers={"content-type": "application/json"})
-    assert r.status_code == 413
 
     def chunks() -> Any:
         for _ in range(30):
             yield b" " * 10_000  # no Content-Length: only the streamed size can tell
 
-    r = client.post("/v1/score", content=chunks(), headers={"content-type": "application/json"})
-    assert r.status_code == 413
+    headers = {"content-type": "application/json", "X-API-Key": ADMIN_KEY}
+    for path in ("/v1/score", "/v1/score/batch", "/v1/outcomes"):
+        for body in (big, chunks()):
+            r = client.post(path, content=body, headers=headers)
+            assert r.status_code == 413, (path, r.text)
+            assert r.headers["content-type"] == "application/json", (path, r.text)
+            [problem] = ErrorResponse.model_validate(r.json()).detail
+            assert (problem.loc, problem.type) == (["body"], "too_large")
+    # nothing is read before the key is checked: a stranger gets the 401
+    stranger = {"content-type": "application/json", "X-API-Key": "wrong"}
+    assert client.post("/v1/score", content=big, headers=stranger).status_code == 401
 
 
 # --- auth ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from predictive_scoring.model_source import (
 from predictive_scoring.scorelog import ScoreLog
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve.deps import limits_of
-from predictive_scoring.serve.handlers import install_handlers
+from predictive_scoring.serve.handlers import BodyLimitMiddleware, install_handlers
 from predictive_scoring.serve.metrics import MetricsMiddleware, ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.routes import admin, health, metrics, model, outcomes, scores
@@ -212,7 +212,6 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         version="1",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.keys = checker
@@ -235,5 +234,7 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         paths.update(prefix + getattr(route, "path", "") for route in router.routes)
 
     _document(app, settings)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it counts the 413s too.
     app.add_middleware(MetricsMiddleware, metrics=service_metrics, paths=frozenset(paths))
     return app
