@@ -32,6 +32,8 @@ SEED = int(os.environ.get("PREDICTIVE_SCORING_FUZZ_SEED", "20250315"))
 # phase's boundary cases (missing fields, wrong types, limits) come on top.
 CASES = int(os.environ.get("PREDICTIVE_SCORING_FUZZ_CASES", "2000"))
 MIN_TOTAL = 2_000
+# Small enough that some generated bodies pass it, so the 413 is fuzzed like any answer.
+BODY_BYTES = 2_000
 
 # The refusals a schema-valid request may meet: the kinds of the input rules of
 # predictive_scoring.ingress and .outcomes (docs/ingress.md), which the document describes but
@@ -71,8 +73,12 @@ CONFIG = schemathesis.Config.from_dict(
         },
         "checks": {
             "enabled": True,  # all of them; max_response_time stays off (no timing in tests)
-            # 422 for a valid request is right only when a rule refused it: refused_by_a_rule
-            "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "422"]},
+            # A valid request may be too large (413: BODY_BYTES is small) or refused by an input
+            # rule (422, which refused_by_a_rule checks); an invalid one may be too large too.
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "413", "422"]},
+            "negative_data_rejection": {
+                "expected-statuses": ["400", "401", "403", "405", "413", "415", "422"]
+            },
         },
     }
 )
@@ -128,7 +134,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     bundle = build_scorer(version="1", seed=0, rounds=20).save(root / "bundle")
     env = pytest.MonkeyPatch()
     env.delenv("MLFLOW_TRACKING_URI", raising=False)
-    app = create_app(make_settings(bundle, log_dir=str(root / "logs")))
+    app = create_app(make_settings(bundle, log_dir=str(root / "logs"), max_body_bytes=BODY_BYTES))
     assert app.openapi() == _document()  # the document fuzzed is the one served
     SERVICE.app = app
     try:
