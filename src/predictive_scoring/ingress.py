@@ -46,6 +46,7 @@ __all__ = [
     "RawLeads",
     "admit",
     "input_profile",
+    "lead_id_text",
     "raw_from_frames",
     "raw_from_lead_inputs",
     "raw_from_nested",
@@ -304,12 +305,13 @@ class Admitted:
     warnings: list[list[InputWarning]]
 
 
-def _lead_id(value: object) -> str | None:
+def lead_id_text(value: object) -> str | None:
     """An id as text: text as given, a whole number without '.0' (JSON's 14.0 is the integer
-    14); None for a fraction, NaN or a boolean, which no CRM id is."""
+    14); None for a missing value, a fraction, NaN or a boolean, which no CRM id is. The rule
+    for lead ids everywhere (scores and outcomes)."""
     if isinstance(value, str):
         return value
-    if value is None or isinstance(value, bool | np.bool_):
+    if value is None or value is pd.NA or isinstance(value, bool | np.bool_):
         return None
     if isinstance(value, int | np.integer):
         return str(int(value))
@@ -345,7 +347,7 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
     lead_ids: list[str] = []
     seen: set[str] = set()
     for i, value in enumerate(raw.lead_ids):
-        text = _lead_id(value)
+        text = lead_id_text(value)
         if text is None or not 1 <= len(text) <= limits.max_id_length:
             raise origin.problem(
                 origin.lead(i, "lead_id"),
@@ -670,9 +672,9 @@ def raw_from_frames(
     ts: Sequence[object] | pd.Series = []
     if events is not None and len(events):
         _require(events, [event_id_column, event_type_column, event_time_column], events_source)
-        ids = [_lead_id(v) for v in part["lead_ids"]]
+        ids = [lead_id_text(v) for v in part["lead_ids"]]
         row_of = {lead_id: row for row, lead_id in enumerate(ids)}
-        event_ids = [_lead_id(v) for v in _cells(events, event_id_column)]
+        event_ids = [lead_id_text(v) for v in _cells(events, event_id_column)]
         found = [row_of.get(e, -1) for e in event_ids]
         keep = np.asarray(found, dtype=np.int64) >= 0  # events of leads not in this table
         positions = np.flatnonzero(keep)

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from predictive_scoring import config
 from predictive_scoring.errors import DataValidationError, ScoringInputError
+from predictive_scoring.ingress import lead_id_text
 from predictive_scoring.read import read_table
 from predictive_scoring.records import OUTCOME_COLUMNS, OUTCOMES, empty_table, scan, write_part
 from predictive_scoring.timestamps import (
@@ -217,19 +218,6 @@ def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _lead_id(value: object) -> str | None:
-    """A lead id as text, as the scoring ingress reads ids (whole numbers without '.0')."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | np.bool_) or _missing(value):
-        return None
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return None
-
-
 def _stage(value: object) -> str | None:
     """A stage, case and surrounding spaces aside; None when it is not text."""
     return value.strip().lower() if isinstance(value, str) else None
@@ -244,7 +232,7 @@ def _reason(value: object) -> str | None:
 
 def _first_bad_id(values: Sequence[object]) -> tuple[int, str] | None:
     for i, value in enumerate(values):
-        text = _lead_id(value)
+        text = lead_id_text(value)
         if text is None or not 1 <= len(text) <= MAX_ID_LENGTH:
             shown = "nothing" if _missing(value) else repr(str(value)[:40])
             return i, f"a lead id is 1 to {MAX_ID_LENGTH} characters, got {shown}"
@@ -329,7 +317,7 @@ def check_outcomes(
         raise origin.problem(row, name, why, kind)
     micros = seconds.astype(np.int64) * 1_000_000
     columns: dict[str, pa.Array] = {
-        "lead_id": pa.array([_lead_id(v) for v in raw.lead_ids], OUTCOME_COLUMNS["lead_id"]),
+        "lead_id": pa.array([lead_id_text(v) for v in raw.lead_ids], OUTCOME_COLUMNS["lead_id"]),
         "stage": pa.array([_stage(v) for v in raw.stages], OUTCOME_COLUMNS["stage"]),
         "ts": pa.array(micros, OUTCOME_COLUMNS["ts"]),
         "reason": pa.array([_reason(v) for v in raw.reasons], OUTCOME_COLUMNS["reason"]),
