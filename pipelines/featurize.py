@@ -1,4 +1,7 @@
-"""DVC stage `featurize`: point-in-time snapshots, labels and features, split by lead cohort."""
+"""DVC stage `featurize`: point-in-time snapshots, labels and features, split by lead cohort.
+
+On failure it exits non-zero and leaves the last good data/features as it was.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,13 @@ from predictive_scoring.batch import connect_duckdb
 from predictive_scoring.config import load_params
 from predictive_scoring.dataset import featurize_files
 from predictive_scoring.errors import PredictiveScoringError
-from predictive_scoring.io import setup_logging, write_json, write_parquet
+from predictive_scoring.io import (
+    atomic_dir,
+    failure_text,
+    setup_logging,
+    write_json,
+    write_parquet,
+)
 
 logger = logging.getLogger("pipelines.featurize")
 
@@ -22,8 +31,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("data/features"))
     args = parser.parse_args()
     setup_logging()
-    params = load_params(args.params)
     try:
+        params = load_params(args.params)
         if params.featurize.engine == "spark":
             from predictive_scoring.spark import spark_connection
 
@@ -35,19 +44,15 @@ def main() -> int:
             params.data, params.featurize, root=Path(params.data.dir), con=con
         )
     except PredictiveScoringError as exc:
-        logger.error("featurize failed, nothing written:\n%s", exc)
+        logger.error("featurize failed (%s kept as it was): %s", args.out, failure_text(exc))
         return 1
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for split, frame in features.frames.items():
-        write_parquet(tmp / f"{split}.parquet", frame)
-    write_json(tmp / "definition.json", features.definition.to_dict())
-    write_json(tmp / "summary.json", features.summary)
-    if args.out.exists():
-        import shutil
-
-        shutil.rmtree(args.out)
-    tmp.rename(args.out)
+    # Written beside the last good folder and swapped in whole (persist: true in dvc.yaml keeps
+    # DVC from deleting it first), so a failure leaves the last good features in place.
+    with atomic_dir(args.out) as tmp:
+        for split, frame in features.frames.items():
+            write_parquet(tmp / f"{split}.parquet", frame)
+        write_json(tmp / "definition.json", features.definition.to_dict())
+        write_json(tmp / "summary.json", features.summary)
     s = features.summary
     logger.info(
         "featurize: %d features; snapshots train %d / valid %d / test %d; positive rate "

@@ -1,7 +1,9 @@
 """DVC stage `validate`: check the raw tables against the data contract and look for leakage.
 
-On any problem it lists them all (file, column, example rows), exits non-zero and writes nothing.
-The events are read in batches (``schema.validate``), so memory does not grow with their number.
+On any problem it lists them all (file, column, example rows), exits non-zero and writes nothing:
+the last good report stays in place (written atomically; ``persist: true`` in dvc.yaml keeps DVC
+from deleting it first). The events are read in batches (``schema.validate``), so memory does not
+grow with their number.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from predictive_scoring.config import load_params
 from predictive_scoring.errors import PredictiveScoringError
-from predictive_scoring.io import setup_logging, write_json
+from predictive_scoring.io import failure_text, setup_logging, write_json
 from predictive_scoring.leakage import raise_if_strict
 from predictive_scoring.schema import validate
 
@@ -26,27 +28,30 @@ def main() -> int:
     parser.add_argument("--report", type=Path, default=Path("reports/validation.json"))
     args = parser.parse_args()
     setup_logging()
-    params = load_params(args.params)
     try:
+        params = load_params(args.params)
         report = validate(
             params.data, root=Path(params.data.dir), target_stage=params.featurize.target_stage
         )
-        for flag in report.leakage:
+        for flag in report.leakage if not params.data.strict else []:
             logger.warning("possible leakage: %s", flag.message())
+        for flag in report.review:
+            logger.warning("%s", flag.message())
         raise_if_strict(report.leakage, params.data)
     except PredictiveScoringError as exc:
-        logger.error("validate failed, nothing written:\n%s", exc)
+        logger.error("validate failed (%s kept as it was): %s", args.report, failure_text(exc))
         return 1
     write_json(args.report, report.to_dict())
     logger.info(
         "validate: %d leads, %d events, %d outcomes, %d attributes, %d warnings, "
-        "%d leakage flags -> %s",
+        "%d leakage flags, %d columns to review -> %s",
         report.n_leads,
         report.n_events,
         report.n_outcomes,
         len(report.attribute_types),
         len(report.warnings),
         len(report.leakage),
+        len(report.review),
         args.report,
     )
     return 0

@@ -66,8 +66,13 @@ class DataParams(_Section):
     latent: str | None = Field(
         "latent.parquet", description="demo only: true propensity, never a feature"
     )
-    sep: str = Field(",", min_length=1, description="field separator of CSV tables: , ; | or \\t")
-    id_column: str = "lead_id"
+    sep: str | None = Field(
+        None, min_length=1, description="CSV field separator (, ; | or \\t); null: detected"
+    )
+    encoding: str = Field("utf-8", description="CSV text encoding, e.g. cp1252 for Excel")
+    id_column: str = Field(
+        "lead_id", description="null (flat exports): rows are numbered row-1, row-2, ..."
+    )
     created_column: str | None = "created_at"
     event_time_column: str = "ts"
     event_type_column: str = "event_type"
@@ -92,8 +97,30 @@ class DataParams(_Section):
     )
     strict: bool = False
 
+    @field_validator("id_column", mode="before")
+    @classmethod
+    def _no_id_numbers_rows(cls, value: object) -> object:
+        """``id_column: null`` is kept as "": no id column, the rows are numbered."""
+        return "" if value is None else value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}; try utf-8 or cp1252") from None
+        return value
+
     @model_validator(mode="after")
     def _flat_needs_label(self) -> DataParams:
+        if self.format == "contract" and not self.id_column:
+            raise ValueError(
+                "data.id_column is null, which numbers the rows: only a flat export can do "
+                "that (events and outcomes name their lead by id); set the id column's name"
+            )
         if self.format == "flat" and not self.label_column:
             raise ValueError("data.format is 'flat' but data.label_column is not set")
         if self.format == "contract" and not (self.outcomes and self.created_column):

@@ -8,7 +8,7 @@ information comes with a warning naming the file, the column and the fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -42,12 +42,14 @@ _ID_LIKE_MIN_ROWS = 20  # tiny frames are all-unique by chance; do not call thei
 
 @dataclass(frozen=True)
 class AttributePlan:
-    """What becomes of each attribute column, and the warnings about the choices."""
+    """What becomes of each attribute column, the warnings about the choices, and the problems
+    that stop the data (a column declared numeric holding text)."""
 
     types: dict[str, AttributeType]
     datetime_columns: tuple[str, ...]
     dropped: dict[str, str]
     warnings: list[str]
+    problems: list[str] = field(default_factory=list)
 
 
 def _looks_like_row_id(x: pd.Series, ratio: float) -> bool:
@@ -76,6 +78,7 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
     datetimes: list[str] = []
     dropped: dict[str, str] = {}
     warnings: list[str] = []
+    problems: list[str] = []
     forced_num, forced_cat = set(params.numeric), set(params.categorical)
     for column in leads.columns:
         if column in _reserved(params):
@@ -83,14 +86,22 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
         s = leads[column]
         non_missing = s.dropna()
         n = len(non_missing)
-        if column in forced_num:
+        # The features read the head-count column as a number, as they read a declared one.
+        counted = column == params.employees_column and column not in forced_cat and n > 0
+        if column in forced_num or counted:
             parsed = as_numeric(s)
-            lost = int(parsed.isna().sum() - s.isna().sum())
-            if lost:
-                warnings.append(
-                    f"{file}: column '{column}' is declared numeric but {lost} value(s) are not "
-                    f"numbers and were set to missing, e.g. "
-                    f"{row_examples(s, parsed.isna() & s.notna())}"
+            bad = parsed.isna() & s.notna()
+            if bad.any():
+                why = (
+                    "declared numeric (data.numeric)"
+                    if column in forced_num
+                    else ("the head-count column (data.employees_column), read as a number")
+                )
+                problems.append(
+                    f"{file}: column '{column}' is {why} but {int(bad.sum())} row(s) hold text "
+                    f"that is not a number, e.g. {row_examples(s, bad)}; fix these values, "
+                    f"add the marker to data.missing_values, or list the column in "
+                    f"data.categorical"
                 )
             types[column] = "numeric"
             continue
@@ -152,7 +163,7 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
             )
             continue
         types[column] = "categorical"
-    return AttributePlan(types, tuple(datetimes), dropped, warnings)
+    return AttributePlan(types, tuple(datetimes), dropped, warnings, problems)
 
 
 def infer_attribute_types(

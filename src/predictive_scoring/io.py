@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +19,10 @@ import pandas as pd
 import yaml
 
 __all__ = [
+    "atomic_dir",
     "atomic_path",
     "dvc_out_hash",
+    "failure_text",
     "git_commit",
     "read_json",
     "setup_logging",
@@ -37,6 +41,14 @@ def setup_logging(level: str | int = "INFO") -> None:
     )
 
 
+def failure_text(exc: BaseException) -> str:
+    """A stage's error for its log: one line for one problem, else one line per problem."""
+    problems: list[str] = list(getattr(exc, "problems", None) or [str(exc)])
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; it replaces ``path`` only if the block succeeds."""
@@ -53,6 +65,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temp folder beside ``out_dir``; it replaces ``out_dir`` only if the block
+    succeeds, so a failing stage leaves the last good folder in place (and no temp folder)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out_dir.parent / f".{out_dir.name}.old-{token}"
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

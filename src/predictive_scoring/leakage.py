@@ -2,8 +2,15 @@
 
 A column leaks when it is filled mostly for one class (a field sales fills in after the deal),
 when it separates the classes almost perfectly on its own, or when it holds a date that falls
-after the lead's outcome (a ``closed_date``). The checks work on the canonical frames that
-``schema.load_raw`` returns (``lead_id``, ``stage``, ``ts``).
+after the lead's outcome (a ``closed_date``). These are certain leaks.
+
+A second, weaker class is flagged for review, not as a leak: a column that sales may fill in after
+contact (a rating, a status, tags, a reason). Its fill rate differs clearly by class and it
+separates the classes fairly well on its own (AUC from ``_REVIEW_AUC``) without reaching
+``leakage_auc``; whether it is known before contact is for a person to decide.
+
+The checks work on the canonical frames that ``schema.load_raw`` returns (``lead_id``, ``stage``,
+``ts``). They log nothing: the ``validate`` stage logs each flag once.
 """
 
 from __future__ import annotations
@@ -28,11 +35,15 @@ __all__ = [
     "raise_if_strict",
     "rank_auc",
     "reached_at",
+    "review_post_contact",
 ]
 
 logger = logging.getLogger(__name__)
 
-LeakageReason = Literal["missing_by_label", "separates_classes", "timestamp_after_outcome"]
+LeakageReason = Literal[
+    "missing_by_label", "separates_classes", "timestamp_after_outcome", "post_contact"
+]
+FlagKind = Literal["leak", "review"]
 
 # Reaching a later stage implies having passed the earlier ones; "lost" is terminal, not a rung.
 FUNNEL_ORDER: tuple[str, ...] = ("mql", "sql", "opportunity", "won")
@@ -43,6 +54,8 @@ _ONE_SIDED_MAX_OTHER = 0.002  # ...and at most this fill rate in the other class
 _OOF_FOLDS = 5
 _OOF_SMOOTHING = 5.0
 _AFTER_OUTCOME_SHARE = 0.5
+_REVIEW_AUC = 0.7  # a post-contact column separates at least this well on its own...
+_REVIEW_MISSING_GAP = 0.2  # ...and its fill rate differs at least this much between classes
 
 
 @dataclass(frozen=True)
@@ -53,9 +66,18 @@ class LeakageFlag:
     reason: LeakageReason
     detail: str
     statistic: float
+    kind: FlagKind = "leak"
+    evidence: dict[str, float] | None = None
 
     def message(self) -> str:
         """One line naming the column, the reason and the fix."""
+        if self.kind == "review":
+            return (
+                f"column '{self.column}' may be filled in after contact (review, not a certain "
+                f"leak): {self.detail}; if sales sets it after contacting the lead (a rating, "
+                f"status, tag or reason), add it to exclude_columns in the data section of "
+                f"params.yaml, otherwise keep it"
+            )
         return (
             f"column '{self.column}' likely leaks the label ({self.reason}): {self.detail}; "
             f"if it is only known after the outcome, add it to exclude_columns in the data "
@@ -88,9 +110,9 @@ def reached_at(outcomes: pd.DataFrame, leads: pd.DataFrame, stage: str) -> pd.Se
     """When each lead first reaches ``stage`` or a later stage (NaT: never); aligned with leads."""
     hits = outcomes.loc[_reached_mask(outcomes, stage)]
     first = hits.groupby("lead_id", sort=False)["ts"].min()
-    out = leads["lead_id"].map(first)
-    out.name = "reached_at"
-    return out
+    # reindex keeps the time dtype even when no lead reaches the stage (map would cast to float)
+    times = first.reindex(leads["lead_id"].to_numpy()).array
+    return pd.Series(times, index=leads.index, name="reached_at")
 
 
 def rank_auc(scores: np.ndarray[Any, Any], label: np.ndarray[Any, Any]) -> float:
@@ -154,9 +176,8 @@ def _fill_flags(
     return []
 
 
-def _separation_flag(
-    column: str, values: pd.Series, kind: str, label: np.ndarray, params: DataParams
-) -> LeakageFlag | None:
+def _separation(values: pd.Series, kind: str, label: np.ndarray) -> tuple[float, str]:
+    """How well the column alone separates the classes (two-sided AUC) and by what."""
     if kind == "numeric":
         value_auc = _two_sided(rank_auc(_numeric_scores(values), label))
         how = "its value"
@@ -166,6 +187,13 @@ def _separation_flag(
     missing_auc = _two_sided(rank_auc(values.isna().to_numpy().astype("float64"), label))
     if missing_auc > value_auc:
         value_auc, how = missing_auc, "whether it is missing"
+    return value_auc, how
+
+
+def _separation_flag(
+    column: str, values: pd.Series, kind: str, label: np.ndarray, params: DataParams
+) -> LeakageFlag | None:
+    value_auc, how = _separation(values, kind, label)
     if value_auc >= params.leakage_auc:
         detail = f"{how} alone separates the classes with AUC {value_auc:.3f}"
         return LeakageFlag(column, "separates_classes", detail, value_auc)
@@ -233,12 +261,55 @@ def detect_leakage(
             flag = _after_outcome_flag(column, values, times)
             if flag is not None:
                 flags.append(flag)
-    for flag in flags:
-        logger.warning("%s", flag.message())
+    return flags
+
+
+def review_post_contact(
+    leads: pd.DataFrame,
+    label: pd.Series,
+    attribute_types: Mapping[str, str],
+    *,
+    skip: Sequence[str] = (),
+) -> list[LeakageFlag]:
+    """Review flags for attribute columns that look filled in after contact (see the module
+    docstring), with the evidence: fill rate per class and the column's own AUC. Columns in
+    ``skip`` (already flagged as certain leaks) are left out."""
+    y = pd.to_numeric(label, errors="coerce").to_numpy(dtype="float64")
+    known = ~np.isnan(y)
+    y_known = y[known].astype("int8")
+    n_pos = int(y_known.sum())
+    if n_pos < _MIN_CLASS_ROWS or len(y_known) - n_pos < _MIN_CLASS_ROWS:
+        return []
+    frame = leads.loc[known]
+    pos = y_known == 1
+    flags: list[LeakageFlag] = []
+    for column, kind in attribute_types.items():
+        if column not in frame.columns or column in skip:
+            continue
+        values = frame[column]
+        filled = values.notna().to_numpy()
+        fill_pos, fill_neg = float(filled[pos].mean()), float(filled[~pos].mean())
+        if abs(fill_pos - fill_neg) < _REVIEW_MISSING_GAP:
+            continue
+        auc, how = _separation(values, kind, y_known)
+        if auc < _REVIEW_AUC:
+            continue
+        detail = (
+            f"missing for {1 - fill_pos:.1%} of converted leads and {1 - fill_neg:.1%} of the "
+            f"others; {how} alone separates the classes with AUC {auc:.3f}"
+        )
+        evidence = {
+            "missing_rate_converted": round(1 - fill_pos, 4),
+            "missing_rate_other": round(1 - fill_neg, 4),
+            "auc": round(auc, 4),
+        }
+        flags.append(LeakageFlag(column, "post_contact", detail, auc, "review", evidence))
     return flags
 
 
 def raise_if_strict(flags: Sequence[LeakageFlag], params: DataParams) -> None:
-    """Raise LeakageError listing every flag when ``params.strict`` is set; else do nothing."""
-    if params.strict and flags:
-        raise LeakageError([f"{params.leads}: {flag.message()}" for flag in flags])
+    """Raise LeakageError listing every certain leak when ``params.strict`` is set; review flags
+    never fail the build."""
+    leaks = [flag for flag in flags if flag.kind == "leak"]
+    if params.strict and leaks:
+        raise LeakageError([f"{params.leads}: {flag.message()}" for flag in leaks])

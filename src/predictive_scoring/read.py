@@ -5,11 +5,19 @@ Every frame read here has an index that counts the file's data rows from 0, so a
 are read as text (ids keep their leading zeros; types are inferred later) and only ``na_values``
 count as missing; Parquet cells keep their type. A missing or unreadable file is one
 DataValidationError naming the file and the fix.
+
+A CSV file's separator and quote character are the data section's when it sets them, otherwise
+DuckDB's CSV sniffer finds them; either way the choice is logged once per file. A CSV holding a
+NUL byte, or bytes that are not in its encoding, is refused with the line that holds them.
 """
 
 from __future__ import annotations
 
+import codecs
+import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,8 @@ from predictive_scoring.errors import DataValidationError
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "MAX_EXAMPLES",
+    "CsvDialect",
+    "csv_dialect",
     "read_batches",
     "read_header",
     "read_table",
@@ -31,11 +41,15 @@ __all__ = [
     "value_examples",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_BATCH_ROWS = 1_000_000  # a few hundred MB in pandas for an events batch of 3 columns
 MAX_EXAMPLES = 5
 
 _PARQUET = (".parquet", ".pq")
 _CSV = (".csv", ".csv.gz", ".csv.zip", ".csv.bz2")
+_SCAN_BYTES = 1 << 20  # the NUL scan reads the file in blocks of this size
+_SNIFF_ROWS = 20_480  # rows DuckDB's sniffer looks at
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,56 +103,198 @@ def _check_exists(path: Path) -> None:
 
 
 def _unreadable(path: Path, exc: Exception) -> DataValidationError:
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return DataValidationError(
+            [f"{path}: the file is empty (no header row); export it again with a header row"]
+        )
     return DataValidationError(
         [
-            f"{path}: cannot be read ({type(exc).__name__}: {exc}); export it again as "
-            f"parquet or UTF-8 CSV with a header row"
+            f"{path}: cannot be read ({type(exc).__name__}: {str(exc).strip()}); export it "
+            f"again as parquet or UTF-8 CSV with a header row"
         ]
     )
 
 
-def _read_csv(path: Path, na_values: Sequence[str], **options: Any) -> Any:
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV file is split into cells: separator, quote character and text encoding."""
+
+    sep: str
+    quote: str
+    encoding: str
+    detected: bool
+
+
+def _nul_line(path: Path) -> int | None:
+    """The 1-based line of the first NUL byte in ``path``, or None when it has none."""
+    lines = 1
+    with path.open("rb") as f:
+        while block := f.read(_SCAN_BYTES):
+            at = block.find(b"\x00")
+            if at >= 0:
+                return lines + block.count(b"\n", 0, at)
+            lines += block.count(b"\n")
+    return None
+
+
+def _undecodable_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
+    """The 1-based line and the bytes that ``encoding`` cannot decode, or None."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as exc:
+                return number, line[exc.start : exc.end]
+    return None
+
+
+def _sniff(path: Path) -> tuple[str, str] | None:
+    """(separator, quote) of a CSV file by DuckDB's sniffer, or None when it cannot tell."""
+    import duckdb
+
+    try:
+        con = duckdb.connect()
+        try:
+            rows = con.execute(
+                "SELECT Delimiter, Quote FROM sniff_csv(?, sample_size = ?)",
+                [str(path), _SNIFF_ROWS],
+            ).fetchall()
+        finally:
+            con.close()
+    except duckdb.Error:
+        return None
+    if not rows:
+        return None
+    sep, quote = (str(v) for v in rows[0])
+    if len(sep) != 1:
+        return None
+    return sep, (quote if len(quote) == 1 else '"')
+
+
+@lru_cache(maxsize=64)
+def _dialect(path: Path, sep: str | None, encoding: str, stamp: tuple[int, int]) -> CsvDialect:
+    """The dialect of one version (``stamp``: size, mtime) of a CSV file, logged once."""
+    if path.name.lower().endswith(".csv"):
+        nul = _nul_line(path)
+        if nul is not None:
+            raise DataValidationError(
+                [
+                    f"{path}: line {nul} holds a NUL byte (\\x00), which a text CSV never "
+                    f"has: the file is binary, truncated or saved as UTF-16; export it again "
+                    f"as UTF-8 CSV"
+                ]
+            )
+    sniffed = _sniff(path) if sep is None and path.name.lower().endswith(".csv") else None
+    if sep is not None:
+        dialect = CsvDialect(sep, '"', encoding, detected=False)
+    elif sniffed is not None:
+        dialect = CsvDialect(sniffed[0], sniffed[1], encoding, detected=True)
+    else:
+        dialect = CsvDialect(",", '"', encoding, detected=False)
+    how = "detected" if dialect.detected else ("data.sep" if sep is not None else "default")
+    logger.info(
+        "%s: CSV separator %r (%s), quote %r, encoding %s",
+        path,
+        dialect.sep,
+        how,
+        dialect.quote,
+        dialect.encoding,
+    )
+    return dialect
+
+
+def csv_dialect(path: Path, *, sep: str | None = None, encoding: str = "utf-8") -> CsvDialect:
+    """The separator, quote and encoding to read CSV ``path`` with: ``sep`` when given, else
+    what DuckDB's sniffer finds (a comma when it cannot tell). Refuses a file with NUL bytes.
+    """
+    path = Path(path)
+    stat = path.stat()
+    return _dialect(path, sep, encoding, (stat.st_size, stat.st_mtime_ns))
+
+
+def _read_csv(path: Path, na_values: Sequence[str], dialect: CsvDialect, **options: Any) -> Any:
     return pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_values=list(na_values), **options
+        path,
+        dtype=str,
+        keep_default_na=False,
+        na_values=list(na_values),
+        sep=dialect.sep,
+        quotechar=dialect.quote,
+        encoding=dialect.encoding,
+        **options,
     )
 
 
-def _csv_options(sep: str) -> dict[str, Any]:
-    """pandas' options for the data section's separator (a comma unless it says otherwise)."""
-    return {"sep": sep}
+def _decode_error(path: Path, dialect: CsvDialect, exc: UnicodeDecodeError) -> DataValidationError:
+    where = _undecodable_line(path, dialect.encoding)
+    line, raw = where if where is not None else (None, exc.object[exc.start : exc.end])
+    at = f"line {line} holds" if line is not None else "it holds"
+    return DataValidationError(
+        [
+            f"{path}: {at} bytes {raw!r} that are not {dialect.encoding}; save the file as "
+            f"UTF-8, or set data.encoding in params.yaml to the export's encoding (cp1252 for "
+            f"most Excel exports)"
+        ]
+    )
 
 
-def read_table(path: Path, *, na_values: Sequence[str] = ("",), sep: str = ",") -> pd.DataFrame:
+def _csv_error(path: Path, dialect: CsvDialect, exc: Exception) -> DataValidationError:
+    if isinstance(exc, UnicodeDecodeError):
+        return _decode_error(path, dialect, exc)
+    return _unreadable(path, exc)
+
+
+def read_table(
+    path: Path,
+    *,
+    na_values: Sequence[str] = ("",),
+    sep: str | None = None,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
     """Read a parquet or CSV table by extension, with a RangeIndex of file rows.
 
-    Raises DataValidationError if the file is missing or unreadable.
+    ``sep`` None: the separator is detected (:func:`csv_dialect`). Raises DataValidationError if
+    the file is missing or unreadable.
     """
     path = Path(path)
     _check_exists(path)
-    kind = _kind(path)
-    try:
-        if kind == "parquet":
+    if _kind(path) == "parquet":
+        try:
             frame = pd.read_parquet(path)
-        else:
-            frame = _read_csv(path, na_values, **_csv_options(sep))
-    except Exception as exc:  # any reader error means the same thing to the user
-        raise _unreadable(path, exc) from exc
+        except Exception as exc:  # any reader error means the same thing to the user
+            raise _unreadable(path, exc) from exc
+        return frame.reset_index(drop=True)
+    dialect = csv_dialect(path, sep=sep, encoding=encoding)
+    try:
+        frame = _read_csv(path, na_values, dialect)
+    except Exception as exc:
+        raise _csv_error(path, dialect, exc) from exc
     return frame.reset_index(drop=True)
 
 
-def read_header(path: Path, *, na_values: Sequence[str] = ("",), sep: str = ",") -> pd.DataFrame:
+def read_header(
+    path: Path,
+    *,
+    na_values: Sequence[str] = ("",),
+    sep: str | None = None,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
     """The table's columns as :func:`read_table` reads them, with no rows (reads no data)."""
     path = Path(path)
     _check_exists(path)
-    kind = _kind(path)
-    try:
-        if kind == "parquet":
+    if _kind(path) == "parquet":
+        try:
             # The dataset reader pandas.read_parquet uses: the same columns, the same errors.
             frame = pq.ParquetDataset(path).schema.empty_table().to_pandas()
-        else:
-            frame = _read_csv(path, na_values, nrows=0, **_csv_options(sep))
+        except Exception as exc:
+            raise _unreadable(path, exc) from exc
+        return frame.reset_index(drop=True)
+    dialect = csv_dialect(path, sep=sep, encoding=encoding)
+    try:
+        frame = _read_csv(path, na_values, dialect, nrows=0)
     except Exception as exc:
-        raise _unreadable(path, exc) from exc
+        raise _csv_error(path, dialect, exc) from exc
     return frame.reset_index(drop=True)
 
 
@@ -157,7 +313,8 @@ def read_batches(
     columns: Sequence[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     na_values: Sequence[str] = ("",),
-    sep: str = ",",
+    sep: str | None = None,
+    encoding: str = "utf-8",
 ) -> Iterator[pd.DataFrame]:
     """The table's rows in batches of at most ``batch_rows``, indexed by their file row.
 
@@ -169,16 +326,15 @@ def read_batches(
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     path = Path(path)
     _check_exists(path)
-    kind = _kind(path)
+    dialect: CsvDialect | None = None
     try:
-        if kind == "parquet":
+        if _kind(path) == "parquet":
             batches: Iterator[pd.DataFrame] = _parquet_batches(path, columns, batch_rows)
         else:
+            dialect = csv_dialect(path, sep=sep, encoding=encoding)
             usecols = list(columns) if columns is not None else None
             batches = iter(
-                _read_csv(
-                    path, na_values, usecols=usecols, chunksize=batch_rows, **_csv_options(sep)
-                )
+                _read_csv(path, na_values, dialect, usecols=usecols, chunksize=batch_rows)
             )
         start = 0
         for batch in batches:
@@ -190,4 +346,6 @@ def read_batches(
     except DataValidationError:
         raise
     except Exception as exc:  # a file can also break half-way through
+        if dialect is not None:
+            raise _csv_error(path, dialect, exc) from exc
         raise _unreadable(path, exc) from exc

@@ -47,7 +47,13 @@ from predictive_scoring.infer import (
     infer_attribute_types,
     plan_attributes,
 )
-from predictive_scoring.leakage import LeakageFlag, detect_leakage, ever_reached, reached_at
+from predictive_scoring.leakage import (
+    LeakageFlag,
+    detect_leakage,
+    ever_reached,
+    reached_at,
+    review_post_contact,
+)
 from predictive_scoring.read import (
     DEFAULT_BATCH_ROWS,
     MAX_EXAMPLES,
@@ -103,7 +109,8 @@ class RawData:
 
 @dataclass
 class ValidationReport:
-    """What the ``validate`` stage writes: sizes, attribute types, warnings and leakage flags."""
+    """What the ``validate`` stage writes: sizes, attribute types, warnings, leakage flags
+    (certain leaks) and review flags (columns that may be filled in after contact)."""
 
     n_leads: int
     n_events: int
@@ -113,6 +120,7 @@ class ValidationReport:
     datetime_columns: list[str]
     warnings: list[str]
     leakage: list[LeakageFlag]
+    review: list[LeakageFlag] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -126,6 +134,8 @@ class ValidationReport:
             "warnings": list(self.warnings),
             "n_leakage_flags": len(self.leakage),
             "leakage": [flag.to_dict() for flag in self.leakage],
+            "n_review_flags": len(self.review),
+            "review": [flag.to_dict() for flag in self.review],
         }
 
 
@@ -220,7 +230,7 @@ class _ColumnRules:
         cases = self._failures(header.iloc[:0])
         if cases is None:
             return
-        have = ", ".join(map(str, list(header.columns)[:10]))
+        have = _columns_found(header, self.names)
         for canonical in cases.loc[cases["check"] == "column_in_dataframe", "failure_case"]:
             self.missing.append(str(canonical))
             self.header_problems.append(
@@ -275,6 +285,13 @@ class _ColumnRules:
         return problems
 
 
+def _columns_found(header: pd.DataFrame, names: Mapping[str, str]) -> str:
+    """The header's first columns as the user wrote them (before renaming), for messages."""
+    shown = [str(names.get(str(c), c)) for c in list(header.columns)[:10]]
+    more = len(header.columns) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
 def _rename(
     frame: pd.DataFrame, mapping: Mapping[str, str], *, file: str
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -315,9 +332,15 @@ class _TimestampFindings:
         problems: list[str] = []
         where = f"{self.file}: column '{self.user_col}'"
         if self.unparseable.rows:
+            slashed = any("/" in str(value) for _, value in self.unparseable.examples)
+            why = (
+                "dates like 03/04/2024 are ambiguous (dd/mm or mm/dd?) and are never guessed; "
+                if slashed
+                else ""
+            )
             problems.append(
                 f"{where}: {self.unparseable.rows} timestamp(s) cannot be parsed, e.g. "
-                f"{self.unparseable.row_text()}; write them as ISO 8601 "
+                f"{self.unparseable.row_text()}; {why}write them as ISO 8601 "
                 f"('2024-05-01T13:45:00Z'), naive times are read as UTC"
             )
         if self.future.rows:
@@ -464,11 +487,11 @@ class _ChildChecks:
 
 
 def _load_child(
-    checks: _ChildChecks, path: Path, problems: list[str], *, sep: str
+    checks: _ChildChecks, path: Path, problems: list[str], *, sep: str | None, encoding: str
 ) -> pd.DataFrame | None:
     """Read the whole table, check it as one batch and return it in canonical form."""
     try:
-        raw = read_table(path, sep=sep)
+        raw = read_table(path, sep=sep, encoding=encoding)
     except DataValidationError as exc:
         problems.extend(exc.problems)
         return None
@@ -482,14 +505,22 @@ def _load_child(
 
 
 def _scan_child(
-    checks: _ChildChecks, path: Path, problems: list[str], *, batch_rows: int, sep: str
+    checks: _ChildChecks,
+    path: Path,
+    problems: list[str],
+    *,
+    batch_rows: int,
+    sep: str | None,
+    encoding: str,
 ) -> bool:
     """Check the table batch by batch, reading only the required columns; True if it was read."""
     try:
-        header = read_header(path, sep=sep)
+        header = read_header(path, sep=sep, encoding=encoding)
         present = checks.check_header(header)
         columns = present or list(header.columns[:1])  # enough to count the rows
-        for batch in read_batches(path, columns=columns, batch_rows=batch_rows, sep=sep):
+        for batch in read_batches(
+            path, columns=columns, batch_rows=batch_rows, sep=sep, encoding=encoding
+        ):
             checks.check_rows(batch)
             if checks.rows // _PROGRESS_ROWS != (checks.rows - len(batch)) // _PROGRESS_ROWS:
                 logger.info("%s: %d rows checked", path, checks.rows)
@@ -559,7 +590,7 @@ def _load_leads(
 ) -> tuple[pd.DataFrame | None, AttributePlan | None]:
     file = str(root / params.leads)
     try:
-        raw = read_table(root / params.leads, sep=params.sep)
+        raw = read_table(root / params.leads, sep=params.sep, encoding=params.encoding)
     except DataValidationError as exc:
         problems.extend(exc.problems)
         return None, None
@@ -573,13 +604,22 @@ def _load_leads(
             warnings.append(f"{file}: data.exclude_columns names '{column}', which is not there")
     raw = raw.drop(columns=excluded)
 
-    names = {LEAD_ID: params.id_column}
+    names = {LEAD_ID: params.id_column or LEAD_ID}
     if params.created_column:
         names[CREATED_AT] = params.created_column
     if params.format == "flat" and params.label_column:
         names[LABEL] = params.label_column
     flat = params.format == "flat"
-    if flat and params.id_column not in raw.columns:
+    if flat and not params.id_column:  # id_column: null
+        if LEAD_ID in raw.columns:
+            problems.append(
+                f"{file}: data.id_column is null (rows are numbered) but the file has a "
+                f"column '{LEAD_ID}'; set data.id_column: {LEAD_ID} to use it as the id"
+            )
+            return None, None
+        logger.info("%s: data.id_column is null; leads are numbered row-1, row-2, ...", file)
+        raw = raw.assign(**{LEAD_ID: [f"row-{i + 1}" for i in range(len(raw))]})
+    elif flat and params.id_column not in raw.columns:
         warnings.append(
             f"{file}: no id column '{params.id_column}'; leads are numbered by row instead"
         )
@@ -616,6 +656,7 @@ def _load_leads(
             frame[LABEL] = label.astype("int8")
     plan = plan_attributes(frame, params, file=file)
     warnings.extend(plan.warnings)
+    problems.extend(plan.problems)
     return apply_plan(frame, plan), plan
 
 
@@ -656,10 +697,17 @@ def _check_tables(
             checks = _ChildChecks(kind, file=str(root / path), params=params, now=now, leads=known)
             if kind == "events" and scan_events:
                 read = _scan_child(
-                    checks, root / path, problems, batch_rows=batch_rows, sep=params.sep
+                    checks,
+                    root / path,
+                    problems,
+                    batch_rows=batch_rows,
+                    sep=params.sep,
+                    encoding=params.encoding,
                 )
             else:
-                tables[kind] = _load_child(checks, root / path, problems, sep=params.sep)
+                tables[kind] = _load_child(
+                    checks, root / path, problems, sep=params.sep, encoding=params.encoding
+                )
                 read = tables[kind] is not None
             if read and checks.complete:
                 checked.append(checks)
@@ -702,6 +750,34 @@ def load_raw(
     ).raw
 
 
+def _require_two_classes(
+    label: pd.Series,
+    outcomes: pd.DataFrame,
+    params: DataParams,
+    *,
+    root: Path,
+    target_stage: str,
+) -> None:
+    """Refuse outcomes in which no lead, or every lead, reaches the target stage."""
+    n_pos, n = int(label.sum()), len(label)
+    if 0 < n_pos < n:
+        return
+    stages = ", ".join(
+        f"{stage} ({count} rows)"
+        for stage, count in outcomes[STAGE].value_counts(sort=True).items()
+    )
+    who = "none" if n_pos == 0 else "every one"
+    raise DataValidationError(
+        [
+            f"{root / str(params.outcomes)}: column '{params.stage_column}': the label has one "
+            f"class: {who} of the {n} leads reaches '{target_stage}' or a later stage (stages "
+            f"found: {stages or 'none'}); a model needs converted and non-converted leads: "
+            f"set featurize.target_stage to a stage these outcomes hold, or export the "
+            f"outcomes with every lead's stage changes"
+        ]
+    )
+
+
 def validate(
     params: DataParams,
     *,
@@ -723,6 +799,7 @@ def validate(
     outcome_time: pd.Series | None = None
     if raw.outcomes is not None:
         label = ever_reached(raw.outcomes, raw.leads, target_stage)
+        _require_two_classes(label, raw.outcomes, params, root=root, target_stage=target_stage)
         outcome_time = reached_at(raw.outcomes, raw.leads, target_stage)
     elif LABEL in raw.leads.columns:
         label = raw.leads[LABEL]
@@ -736,6 +813,9 @@ def validate(
         outcome_time=outcome_time,
         datetime_columns=raw.datetime_columns,
     )
+    review = review_post_contact(
+        raw.leads, label, raw.attribute_types, skip=sorted({flag.column for flag in flags})
+    )
     return ValidationReport(
         n_leads=len(raw.leads),
         n_events=checked.n_events,
@@ -745,4 +825,5 @@ def validate(
         datetime_columns=list(raw.datetime_columns),
         warnings=list(raw.warnings),
         leakage=flags,
+        review=review,
     )

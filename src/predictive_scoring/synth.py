@@ -8,9 +8,7 @@ mixed with noise and bot-like email opens. Output follows the data contract (DES
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import pyarrow.parquet as pq
 
 from predictive_scoring.config import GenerateParams
 from predictive_scoring.errors import ConfigError
+from predictive_scoring.io import atomic_dir
 
 __all__ = [
     "EVENTS_SCHEMA",
@@ -304,7 +303,7 @@ def generate_demo(
     n_chunks = -(-params.n_leads // params.chunk_leads)
     counts = {"n_leads": 0, "n_events": 0, "n_outcomes": 0, "n_won": 0}
     propensity_sum = 0.0
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         writers = {
             "leads": pq.ParquetWriter(tmp / "leads.parquet", LEADS_SCHEMA),
             "events": pq.ParquetWriter(tmp / "events.parquet", EVENTS_SCHEMA),
@@ -353,25 +352,6 @@ def generate_demo(
         summary["seconds"],
     )
     return summary
-
-
-@contextmanager
-def _atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a temp dir next to out_dir; it replaces out_dir on success, is removed on failure."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out_dir.parent / f".{out_dir.name}.old-{token}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
@@ -876,3 +856,6 @@ def _outcomes_table(
         },
         schema=OUTCOMES_SCHEMA,
     )
+
+
+_atomic_dir = atomic_dir  # the name simulate.py imports

@@ -375,7 +375,8 @@ def test_the_score_command_reads_the_export_as_named(tmp_path: Path) -> None:
     args += ["--bundle", str(bundle), "--params", str(tmp_path / "none.yaml")]
     args += ["--as-of", "2023-11-01T00:00:00Z"]
     wrong = CliRunner().invoke(app, args)
-    assert wrong.exit_code != 0 and "the separator looks like ';'" in wrong.output
+    # The separator is detected (read.csv_dialect): the error names the columns as written.
+    assert wrong.exit_code != 0 and "columns found: Lead Id, Created" in wrong.output
     assert not (tmp_path / "o.csv").exists()
     named = [*args, "--sep", ";", "--id-column", "Lead Id", "--created-column", "Created"]
     done = CliRunner().invoke(app, named)

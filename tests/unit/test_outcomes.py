@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from predictive_scoring.cli import app
+from predictive_scoring.config import DataParams
 from predictive_scoring.errors import ScoringInputError
 from predictive_scoring.outcomes import (
     STAGES,
@@ -235,8 +236,10 @@ def test_a_file_problem_names_the_file_the_column_and_the_row(tmp_path: Path) ->
 def test_a_missing_column_names_it_and_the_separator(tmp_path: Path) -> None:
     path = tmp_path / "crm.csv"
     path.write_text("lead_id;stage;ts\na;sql;2025-11-03\n")
+    assert list(read_outcome_file(path).lead_ids) == ["a"]  # the separator is detected
+    comma = DataParams(sep=",")  # ...unless the data section says otherwise
     with pytest.raises(ScoringInputError, match=r"'lead_id' .*separator looks like ';'"):
-        read_outcome_file(path)
+        read_outcome_file(path, data=comma)
 
 
 # --------------------------------------------------------------------------------------------
