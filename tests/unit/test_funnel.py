@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,14 @@ from predictive_scoring.funnel import (
     engagement_before_conversion,
     importance_by_group,
     monthly_stage_volumes,
+    readable_bins,
+    readable_number,
     render_html,
     stage_conversion,
     stage_durations,
     stage_times,
+    summarise_funnel,
+    title_groups,
     write_funnel_report,
 )
 from predictive_scoring.schema import RawData
@@ -208,7 +213,158 @@ def test_spellings_of_one_value_are_one_row() -> None:
         }
     )
     table = build_funnel_report(raw, params).tables["Conversion by country"]
-    assert table["n"].to_dict() == {"united states": 4, "germany": 2}
+    # one row per value, shown as the aliases' canonical spelling or the data's usual one
+    assert table["n"].to_dict() == {"United States": 4, "Germany": 2}
+
+
+def test_a_value_is_shown_as_its_most_frequent_spelling() -> None:
+    leads = pd.DataFrame(
+        {"lead_id": list("abcde"), "country": ["FR", "fr ", "FR", "DE", "Deutschland"]}
+    )
+    raw = RawData(
+        leads=leads.assign(label=[1, 0, 1, 0, 0]),
+        events=None,
+        outcomes=None,
+        attribute_types={"country": "categorical"},
+    )
+    aliases = {"country": {"DE": "Germany", "Deutschland": "Germany"}}
+    params = Params.model_validate(
+        {
+            "data": {"format": "flat", "label_column": "converted"},
+            "featurize": {"category_aliases": aliases},
+        }
+    )
+    table = build_funnel_report(raw, params).tables["Conversion by country"]
+    assert table["n"].to_dict() == {"FR": 3, "Germany": 2}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (36891.948000000004, "36,900"),
+        (3_786_318.063, "3.79M"),
+        (101_882_361_544.53, "102B"),
+        (27.0, "27"),
+        (895.8, "896"),
+        (0.12345, "0.123"),
+        (12.34, "12.3"),
+    ],
+)
+def test_readable_number_has_three_significant_digits(value: float, text: str) -> None:
+    assert readable_number(value) == text
+
+
+def test_bins_have_round_edges_in_ascending_order() -> None:
+    rng = np.random.default_rng(3)
+    revenue = pd.Series(np.exp(rng.normal(16, 2, size=2_000)))
+    revenue.iloc[:100] = np.nan
+    labels, order = readable_bins(revenue)
+    assert len(order) == 5 and labels.isna().sum() == 100
+    assert set(labels.dropna()) == set(order)
+    for label in order:  # "36,800-3.79M": two round numbers, no float noise, no brackets
+        low, high = label.split("\u2013")
+        for edge in (low, high):
+            digits = edge.rstrip("KMBT").replace(",", "").replace(".", "").strip("0")
+            assert len(digits) <= 3, label
+        assert "(" not in label and "]" not in label
+
+
+def test_whole_number_bins_do_not_overlap() -> None:
+    employees = pd.Series(np.arange(1, 1001, dtype="float64"))
+    labels, order = readable_bins(employees)
+    ranges = [[int(x.replace(",", "")) for x in label.split("\u2013")] for label in order]
+    assert ranges[0][0] == 1 and ranges[-1][1] == 1000
+    for (_, end), (start, _) in itertools.pairwise(ranges):
+        assert start == end + 1  # "1-201", "202-400": each whole number in exactly one bin
+    assert labels.value_counts().between(195, 205).all()
+
+
+def test_numeric_table_keeps_bin_order_and_missing_last() -> None:
+    leads = pd.DataFrame({"employees": [*range(1, 41), None, None]})
+    label = pd.Series([0] * 20 + [1] * 20 + [0, 1])
+    table = conversion_by_attribute(leads, label, "employees")
+    assert list(table.index)[-1] == "(missing)"
+    assert list(table.index)[:-1] == readable_bins(leads["employees"])[1]
+    assert table["rate"].iloc[0] == 0.0 and table["rate"].iloc[-2] == 1.0
+
+
+def test_job_titles_are_grouped_by_the_features_seniority_and_function() -> None:
+    titles = pd.Series(["VP Marketing", "Sr. Software Engineer", "Head of Sales", None, "Owner"])
+    groups = title_groups(titles)
+    assert groups["seniority"].tolist() == ["vp", "senior", "director", "(missing)", "c_level"]
+    assert groups["function"].tolist() == [
+        "marketing",
+        "engineering",
+        "sales",
+        "(missing)",
+        "other",
+    ]
+
+
+def test_report_groups_titles_instead_of_listing_them() -> None:
+    titles = [f"Marketing Manager {i}" for i in range(30)] + ["CEO", None]
+    leads = pd.DataFrame({"lead_id": range(32), "job_title": titles, "label": [1, 0] * 16})
+    raw = RawData(
+        leads=leads, events=None, outcomes=None, attribute_types={"job_title": "categorical"}
+    )
+    params = Params.model_validate({"data": {"format": "flat", "label_column": "converted"}})
+    report = build_funnel_report(raw, params)
+    assert "Conversion by job_title" not in report.tables
+    seniority = report.tables["Conversion by job-title seniority (job_title)"]
+    assert seniority["n"].to_dict() == {"manager": 30, "c_level": 1, "(missing)": 1}
+    function = report.tables["Conversion by job-title function (job_title)"]
+    assert "(other)" not in function.index
+
+
+def test_summary_opens_the_report(
+    leads: pd.DataFrame, outcomes: pd.DataFrame, events: pd.DataFrame
+) -> None:
+    raw = RawData(
+        leads=leads,
+        events=events,
+        outcomes=outcomes,
+        attribute_types={"lead_source": "categorical"},
+    )
+    preds = pd.DataFrame(
+        {
+            "split": ["test"] * 5 + ["train"],
+            "p": [0.9, 0.6, 0.3, 0.15, 0.01, 0.9],
+            "label": [1, 1, 0, 0, 0, 0],
+        }
+    )
+    thresholds = Thresholds(mql=0.2, sql=0.5, base_rate=0.04)
+    report = build_funnel_report(raw, Params(), predictions=preds, thresholds=thresholds)
+    summary = report.summary
+    assert summary is not None
+    assert summary.stages == [("lead", 4), ("mql", 3), ("sql", 2), ("won", 2)]
+    assert ("sql", "won", pytest.approx(15.0)) in summary.median_days
+    assert summary.grades is not None
+    assert summary.grades.set_index("level")["n"].to_dict() == {"A": 2, "B": 1, "C": 1, "D": 1}
+    page = render_html(report)
+    top = page[: page.index("<h2>", page.index("Summary") + 10)]  # the summary comes first
+    assert page.index("Summary") < page.index("Volume per stage and month")
+    for text in ("75%", "67%", "MQL", "SQL", "won", "Median time", "grade", "100.0%"):
+        assert text in page
+    assert "50.0%</b> of leads reached won" in top
+
+
+def test_summary_of_a_flat_export_says_how_many_converted() -> None:
+    summary = summarise_funnel(label=pd.Series([1, 0, 0, 1]), target="converted", horizon_days=90)
+    assert summary.stages == [] and summary.conversions == 2 and summary.n_leads == 4
+
+
+def test_tables_show_no_row_numbers_and_readable_cells(
+    leads: pd.DataFrame, outcomes: pd.DataFrame
+) -> None:
+    raw = RawData(
+        leads=leads, events=None, outcomes=outcomes, attribute_types={"lead_source": "categorical"}
+    )
+    page = render_html(build_funnel_report(raw, Params()))
+    conversion = page[page.index("<h2>Conversion between stages</h2>") :]
+    conversion = conversion[: conversion.index("</table>")]
+    assert "<th></th>" not in conversion and "<th>0</th>" not in conversion
+    assert "<td>75.0%</td>" in conversion  # lead -> mql as a percentage
+    assert "<th>from</th>" in conversion
 
 
 def test_write_funnel_report_from_params(
