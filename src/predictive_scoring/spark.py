@@ -19,7 +19,9 @@ from predictive_scoring.errors import ConfigError
 __all__ = [
     "LOCAL_SHUFFLE_PARTITIONS",
     "RESULT_COLUMNS",
+    "SPARK_EXTRA_HINT",
     "pyfunc_input_spark",
+    "require_pyspark",
     "score_spark_frame",
     "spark_connection",
     "spark_session",
@@ -51,6 +53,20 @@ def _master(conf: Mapping[str, str]) -> str | None:
     return conf.get("spark.master", "local[*]")
 
 
+SPARK_EXTRA_HINT = "pip install -e '.[spark]' (or bash scripts/setup.sh dev,spark)"
+
+
+def require_pyspark() -> None:
+    """Raise the one-line ConfigError that names the extra to install when pyspark is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            "pyspark is not installed, and Spark (featurize.engine: spark) needs the spark "
+            f"extra: {SPARK_EXTRA_HINT}; Spark also needs Java 17+"
+        ) from exc
+
+
 def spark_session(
     conf: Mapping[str, str] | None = None, *, app_name: str = "predictive-scoring"
 ) -> Any:
@@ -60,13 +76,9 @@ def spark_session(
     ``SPARK_MASTER`` if set, else spark-submit's ``--master``, else ``conf``, else ``local[*]``.
     Local sessions get few shuffle partitions and run Python workers with this interpreter.
     """
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise ConfigError(
-            "featurize.engine is 'spark' but pyspark is not installed; "
-            "pip install 'predictive-scoring[spark]' (and Java 17)"
-        ) from exc
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
     conf = dict(conf or {})
     master = _master(conf)
     builder = SparkSession.builder.appName(conf.pop("spark.app.name", app_name))
@@ -135,6 +147,7 @@ def _backend_class() -> type[Any]:
 
 def spark_connection(conf: Mapping[str, str] | None = None) -> Any:
     """An Ibis PySpark backend on :func:`spark_session`, for ``dataset.featurize_dataset``."""
+    require_pyspark()  # before Ibis's backend, whose import would fail with a bare traceback
     backend = _backend_class()(spark_session(conf))
     backend.reconnect()
     return backend
