@@ -25,7 +25,7 @@ from predictive_scoring.io import (
     write_parquet,
 )
 from predictive_scoring.plots import plot_importance
-from predictive_scoring.registry import ensure_experiment
+from predictive_scoring.registry import ensure_experiment, fail_interrupted_runs
 from predictive_scoring.train import (
     scorer_probabilities,
     staging_scorer,
@@ -68,6 +68,7 @@ def main() -> int:
         {f"calibration_oof_log_loss_{k}": v for k, v in result.calibrator.scores.items()}
     )
 
+    fail_interrupted_runs(params.train.experiment)
     ensure_experiment(params.train.experiment)
     mlflow.set_experiment(params.train.experiment)
     with mlflow.start_run(run_name=f"lightgbm-{params.train.num_leaves}leaves") as run:

@@ -8,6 +8,8 @@ part, never a stray ``KeyError``. No pickle.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -30,6 +32,7 @@ __all__ = [
     "META_FILE",
     "MODEL_FILE",
     "BundleParts",
+    "pid_alive",
     "read_bundle",
     "write_bundle",
 ]
@@ -55,11 +58,61 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: the signal said it exists
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), 0, str(b))
+
+
+def _remove_stale(path: Path) -> None:
+    """Delete the temp folders of writes to ``path`` whose process died (kill -9, power cut)."""
+    for sibling in path.parent.glob(f".{path.name}.*"):
+        tag = sibling.name[len(path.name) + 2 :].split(".", 1)[0]
+        pid = tag.removeprefix("old-")
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        if tag.startswith("old-") and not path.exists():
+            sibling.rename(path)  # killed between its two renames: the old bundle comes back
+        else:
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
 def write_bundle(path: str | Path, parts: BundleParts) -> Path:
-    """Write the bundle atomically: into a temp dir beside ``path``, then rename."""
+    """Write the bundle atomically: into a temp dir beside ``path``, then swap it into place.
+
+    A reader sees the old bundle or the new one, never a mix and never none (where the file
+    system can exchange two folders in one step, as Linux's can). Temp folders left by a
+    killed write are removed by the next write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    _remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:
         parts.booster.save_model(str(tmp / MODEL_FILE))
         meta = {
@@ -71,17 +124,26 @@ def write_bundle(path: str | Path, parts: BundleParts) -> Path:
             "metadata": {**parts.metadata, "model_sha256": _sha256(tmp / MODEL_FILE)},
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        if path.exists():
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual mode
+        if not path.exists():
+            tmp.rename(path)
+        elif _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # now the old bundle
+        else:
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)
             tmp.rename(path)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def read_bundle(path: str | Path) -> BundleParts:

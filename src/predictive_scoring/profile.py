@@ -14,11 +14,14 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+if TYPE_CHECKING:
+    from predictive_scoring.scoring import Scorer
 
 __all__ = [
     "DEFAULT_BINS",
@@ -31,6 +34,7 @@ __all__ = [
     "build_reference",
     "capacity_agreement",
     "expected_metrics",
+    "monitor_metadata",
     "psi",
 ]
 
@@ -316,3 +320,23 @@ def capacity_agreement(table: pd.DataFrame, *, split: str = "valid") -> dict[str
     if split not in by_split:
         raise ValueError(f"the thresholds table has no rows for the split {split!r}")
     return {"split": split, "stages": by_split[split], "splits": by_split}
+
+
+def monitor_metadata(
+    scorer: Scorer, test: pd.DataFrame, table: pd.DataFrame, *, label: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What the bundle carries for the monitor: the reference profile of the featurised test
+    split as ``scorer`` sees it (level codes, calibrated probabilities), and the capacity
+    agreement of the thresholds table. ``label`` is the target stage and horizon."""
+    from predictive_scoring.train import encode_frame
+
+    X = encode_frame(test, scorer.definition, scorer.levels)
+    reference = build_reference(
+        X,
+        scorer.predict_matrix(X),
+        feature_names=scorer.feature_names,
+        levels=scorer.levels,
+        split="test",
+        label=label,
+    )
+    return {"reference": reference.to_dict(), "capacity": capacity_agreement(table)}

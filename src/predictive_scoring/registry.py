@@ -6,17 +6,30 @@ variable ``MLFLOW_TRACKING_URI`` points it elsewhere (a server with PostgreSQL, 
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import logging
 import os
+import re
+import socket
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+try:  # POSIX; elsewhere the store's creation is not serialised
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+from predictive_scoring.bundle import pid_alive
 from predictive_scoring.errors import (
     ConfigError,
     FeatureError,
@@ -31,10 +44,12 @@ __all__ = [
     "LeadScoringPyfunc",
     "default_tracking_uri",
     "ensure_experiment",
+    "fail_interrupted_runs",
     "load_registered_scorer",
     "log_bundle_model",
     "metric_on_features",
     "model_lineage",
+    "model_requirements",
     "promote_challenger",
     "pyfunc_input_frame",
 ]
@@ -46,25 +61,89 @@ BUNDLE_ARTIFACT = "bundle"
 LOG_DIR_ENV = "PREDICTIVE_SCORING_LOG_DIR"
 # What MLflow answers for a registered model or an alias that does not exist.
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+# The process that owns a run or an unfinished registration ("host:pid:start[,pid:start]").
+OWNER_TAG = "predictive_scoring.owner"
+# On a model version between its registration and the alias that publishes it.
+PENDING_TAG = "predictive_scoring.pending"
+# The test metrics each version carries as tags: the ones promotion may compare
+# (promote.metric), the test set's size (same test set?) and the calibration error.
+VERSION_METRICS = ("roc_auc", "pr_auc", "log_loss", "ece", "n")
+
+
+# What the MLflow UI opens an experiment on: the runs table, not the GenAI overview.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+
+
+def _project_root(root: str | Path) -> Path:
+    """``root`` against the project: DVC sets ``DVC_ROOT`` for every stage it runs, and for a
+    queued or ``--temp`` experiment it names the project, not DVC's temporary copy of it."""
+    path = Path(root)
+    base = os.environ.get("DVC_ROOT")
+    if base and not path.is_absolute():
+        path = Path(base) / path
+    return path.resolve()
 
 
 def default_tracking_uri(root: str | Path = ".") -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store ``mlflow.db`` at the project root."""
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store ``mlflow.db`` at the project root.
+
+    A relative ``root`` is taken from the project DVC runs the stage for (``DVC_ROOT``), so a
+    queued or parallel ``dvc exp run`` logs to the project's store and registry.
+    """
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{_project_root(root) / 'mlflow.db'}"
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise the creation of a SQLite store and its experiments across processes.
+
+    MLflow creates a new database's tables without a lock, so two experiments of a parallel
+    ``dvc exp run -j 2`` starting together would race; later writes wait on SQLite's busy
+    timeout, which MLflow sets on every session.
+    """
+    if not uri.startswith("sqlite:") or fcntl is None:
+        yield
+        return
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"predictive-scoring-{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_experiment(name: str, *, root: str | Path = ".") -> str:
-    """Create the experiment if needed; returns its id."""
-    import mlflow
+    """Create the experiment if needed, as a model-training one; returns its id.
 
-    mlflow.set_tracking_uri(default_tracking_uri(root))
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
+    The project's own store keeps artifacts in ``mlruns/`` at the project root (MLflow's default
+    is the working directory, which for a queued experiment DVC deletes afterwards).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    own_store = not os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri exports it
+    uri = default_tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            location = str(_project_root(root) / "mlruns" / name) if own_store else None
+            return str(
+                client.create_experiment(
+                    name,
+                    artifact_location=location,
+                    tags={EXPERIMENT_KIND_TAG: TRAINING_KIND},
+                )
+            )
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
         return str(exp.experiment_id)
-    return str(mlflow.create_experiment(name))
 
 
 def pyfunc_input_frame(
@@ -103,8 +182,7 @@ class _PyfuncBase:
         the scores go to the score log too, with source ``pyfunc``. Off by default."""
         log_dir = log_dir or os.environ.get(LOG_DIR_ENV) or None
         if log_dir is None:
-            out = score_nested(self.scorer, pd.DataFrame(model_input))
-            return out.drop(columns=["lead_id"])
+            return score_nested(self.scorer, pd.DataFrame(model_input))
         scorer = self.scorer
         scored_at = time.time()
         admitted = scorer.admit(
@@ -123,7 +201,7 @@ class _PyfuncBase:
             scored_at=scored_at,
         )
         process_score_log(log_dir).submit(batch)
-        return results_frame(results, version=scorer.version).drop(columns=["lead_id"])
+        return results_frame(results, version=scorer.version)
 
 
 try:  # mlflow is a hard dependency, but keep import failures readable
@@ -167,6 +245,7 @@ def _signature(scorer: Scorer) -> Any:
         cols.append(ColSpec("double", d.employees_column, required=False))
     outputs = Schema(
         [
+            ColSpec("string", "lead_id"),
             ColSpec("double", "probability"),
             ColSpec("long", "score"),
             ColSpec("string", "stage"),
@@ -207,6 +286,198 @@ def model_lineage(scorer: Scorer, *, version: str | None) -> dict[str, str]:
     return lineage
 
 
+def _process_start(pid: int) -> str | None:
+    """``pid:start`` of a live process (its start in clock ticks since boot), None if gone."""
+    if not pid_alive(pid):
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return f"{pid}:"
+    return f"{pid}:{stat.rsplit(')', 1)[-1].split()[19]}"
+
+
+def _owner_token() -> str:
+    """This process, and the `dvc` process that runs it as a stage (evaluate reopens train's
+    run: the run is in use while that `dvc repro` lives)."""
+    token = f"{socket.gethostname()}:{_process_start(os.getpid())}"
+    parent = os.getppid()
+    try:
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[:3]
+    except OSError:
+        cmdline = []
+    if "dvc" in {Path(os.fsdecode(arg)).name for arg in cmdline}:
+        token += f",{_process_start(parent)}"
+    return token
+
+
+def _owner_alive(token: str) -> bool:
+    """Whether a process named in an owner token still runs (on another host: assumed so)."""
+    host, _, processes = token.partition(":")
+    if host != socket.gethostname():
+        return True
+    for process in processes.split(","):
+        pid, _, _ = process.partition(":")
+        if pid.isdigit() and _process_start(int(pid)) in (process, f"{pid}:"):
+            return True
+    return False
+
+
+def fail_interrupted_runs(experiment: str, *, root: str | Path = ".") -> list[str]:
+    """Mark FAILED the RUNNING runs of ``experiment`` whose process died (kill -9, power cut),
+    and remove the model versions such a process registered but never published.
+
+    Call it when a stage starts, before its run: it also tags every run this process starts
+    with its owner (``MLFLOW_RUN_CONTEXT``), which is how the next start knows whether a
+    RUNNING run is still in use. Runs without that tag are never touched. Returns the ids of
+    the runs marked FAILED.
+    """
+    from mlflow import MlflowClient
+
+    context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")
+    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps({**context, OWNER_TAG: _owner_token()})
+    uri = default_tracking_uri(root)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    failed = []
+    for run in client.search_runs(
+        [exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    ):
+        owner = run.data.tags.get(OWNER_TAG)
+        if owner is None or _owner_alive(owner):
+            continue
+        client.set_tag(run.info.run_id, "predictive_scoring.interrupted", "its process died")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        failed.append(run.info.run_id)
+        logger.warning(
+            "MLflow run %s (%s) was left RUNNING by a process that died; marked FAILED",
+            run.info.run_id,
+            run.info.run_name,
+        )
+    _remove_unpublished_versions(client)
+    return failed
+
+
+def _remove_unpublished_versions(client: Any) -> None:
+    """Delete the versions a dead export registered but never published with an alias."""
+    for mv in client.search_model_versions(f"tags.`{PENDING_TAG}` != ''"):
+        owner = mv.tags.get(PENDING_TAG)
+        if owner is None or _owner_alive(owner):
+            continue
+        if mv.aliases:  # published, then killed before tidying up: the version stands
+            client.delete_model_version_tag(mv.name, mv.version, PENDING_TAG)
+            continue
+        client.delete_model_version(mv.name, mv.version)
+        model_id = mv.model_id or str(mv.source).removeprefix("models:/")
+        if model_id.startswith("m-"):
+            client.finalize_logged_model(model_id, status="FAILED")
+        logger.warning(
+            "%s version %s was registered by an export that died before publishing it; deleted",
+            mv.name,
+            mv.version,
+        )
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# Imports what scoring a lead imports, then names the top-level modules loaded.
+_IMPORTS_OF_SCORING = """
+import json, sys
+from predictive_scoring.registry import LeadScoringPyfunc, _input_example
+from predictive_scoring.scoring import Scorer
+model = LeadScoringPyfunc()
+model.scorer = Scorer.load(sys.argv[1])
+model.score_frame(_input_example(model.scorer))
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
+"""
+
+
+def model_requirements(bundle_dir: str | Path) -> list[str]:
+    """The pip requirements of the logged model, each pinned to the version installed here.
+
+    They are the project's own dependencies that scoring a lead imports (measured once per
+    process, in a fresh interpreter scoring with ``bundle_dir``), plus mlflow; the project's
+    code travels inside the model (``code_paths``), since it is on no package index.
+    """
+    if not _REQUIREMENTS:
+        _REQUIREMENTS.extend(_measured_requirements(bundle_dir))
+    return list(_REQUIREMENTS)
+
+
+_REQUIREMENTS: list[str] = []
+
+
+def _measured_requirements(bundle_dir: str | Path) -> list[str]:
+    try:
+        declared = importlib.metadata.requires("predictive-scoring") or []
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ModelRegistryError(
+            "predictive-scoring is not installed, so its dependencies are unknown; "
+            "run `pip install -e .` in the project"
+        ) from exc
+    direct = {
+        _normalized(re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0])
+        for req in declared
+        if "extra ==" not in req
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_OF_SCORING, str(bundle_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ModelRegistryError(
+            f"cannot score with the bundle {bundle_dir} in a fresh interpreter, so the model's "
+            f"requirements are unknown:\n{proc.stderr[-2000:]}"
+        )
+    modules = json.loads(proc.stdout.strip().splitlines()[-1])
+    distributions = importlib.metadata.packages_distributions()
+    used = {_normalized(d) for m in modules for d in distributions.get(m, [])} | {"mlflow"}
+    return sorted(f"{name}=={importlib.metadata.version(name)}" for name in direct & used)
+
+
+def _version_description(scorer: Scorer, metrics: Mapping[str, float], run_id: str) -> str:
+    """What a data scientist reads first on the version's page: the key test metrics and the
+    cut-offs they were measured at."""
+
+    def metric(name: str, fmt: str) -> str:
+        value = metrics.get(f"test_{name}")
+        return "n/a" if value is None else format(value, fmt)
+
+    t = scorer.thresholds
+    lines = [
+        f"Test set: {metric('n', ',.0f')} snapshots, {metric('n_positive', ',.0f')} converted.",
+        f"ROC AUC {metric('roc_auc', '.3f')}, PR AUC {metric('pr_auc', '.3f')}, "
+        f"ECE {metric('ece', '.4f')}, log loss {metric('log_loss', '.4f')}.",
+        f"SQL at p >= {t.sql:.3f}: precision {metric('sql_precision', '.2f')}, "
+        f"recall {metric('sql_recall', '.2f')}.",
+        f"MQL at p >= {t.mql:.3f}: precision {metric('mql_precision', '.2f')}, "
+        f"recall {metric('mql_recall', '.2f')}.",
+        f"Training run {run_id}; data {scorer.lineage['data_hash']}.",
+    ]
+    return "\n".join(lines)
+
+
+def _test_metrics(scorer: Scorer, client: Any, run_id: str) -> dict[str, float]:
+    """The test metrics as ``test_<metric>``: those the run logged (evaluate logs the metrics
+    file there), else the metrics file the bundle carries, whichever way it spells them."""
+    logged = client.get_run(run_id).data.metrics
+    found = {k: float(v) for k, v in logged.items() if k.startswith("test_")}
+    if found:
+        return found
+    return {
+        (k if k.startswith("test_") else f"test_{k}"): float(v)
+        for k, v in (scorer.metadata.get("metrics") or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
 def log_bundle_model(
     bundle_dir: str | Path,
     *,
@@ -216,55 +487,80 @@ def log_bundle_model(
     register: bool = True,
     root: str | Path = ".",
 ) -> str | None:
-    """Log the bundle as a pyfunc to ``run_id``, register a version, and set ``alias`` on it.
+    """Log the bundle as a pyfunc linked to ``run_id``, register a version, and set ``alias``.
 
     The version is registered before the model's files are written, so the bundle inside the
-    MLflow model carries its registry version: the pyfunc then reports "3", not "run-<id>". The
-    run and the version are tagged with the model's lineage (:func:`model_lineage`), the values
-    every score carries.
+    MLflow model carries its registry version: the pyfunc then reports "3", not "run-<id>".
+    The alias moves last: until then the version is tagged pending with its owner, and a
+    process that dies before (kill -9) leaves it for :func:`fail_interrupted_runs` to delete.
+    The run is not reopened, so it never stays RUNNING. The run and the version are tagged
+    with the model's lineage (:func:`model_lineage`); the version also carries a few test
+    metrics and a description of them. The model carries the project's code and pinned
+    requirements, so it deploys from the registry alone.
     """
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelOutput
 
     mlflow.set_tracking_uri(default_tracking_uri(root))
     client = MlflowClient()
     scorer = Scorer.load(bundle_dir)
+    requirements = model_requirements(bundle_dir)
+    owner = _owner_token()
     version: str | None = None
-    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
-        run_params = client.get_run(run_id).data.params
+    with tempfile.TemporaryDirectory() as tmp:
+        run = client.get_run(run_id)
         logged = mlflow.initialize_logged_model(
-            name="model", source_run_id=run_id, params=dict(run_params)
+            name="model",
+            source_run_id=run_id,
+            params=dict(run.data.params),
+            tags={OWNER_TAG: owner},
+            experiment_id=run.info.experiment_id,
         )
         artifact = Path(bundle_dir).resolve()
         if register:
-            version = str(mlflow.register_model(f"models:/{logged.model_id}", model_name).version)
+            version = str(
+                mlflow.register_model(
+                    f"models:/{logged.model_id}", model_name, tags={PENDING_TAG: owner}
+                ).version
+            )
             artifact = scorer.with_metadata(version=version).save(Path(tmp) / artifact.name)
         try:
             mlflow.pyfunc.log_model(
                 name="model",
                 model_id=logged.model_id,
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                code_paths=[str(Path(__file__).parent)],
                 artifacts={BUNDLE_ARTIFACT: str(artifact)},
                 signature=_signature(scorer),
                 input_example=_input_example(scorer),
-                pip_requirements=["predictive-scoring", "mlflow", "lightgbm", "pandas", "numpy"],
+                pip_requirements=requirements,
             )
         except Exception:
             if version is not None:  # no version may point at a model without files
                 client.delete_model_version(model_name, version)
+            client.finalize_logged_model(logged.model_id, status="FAILED")
             raise
+    client.finalize_logged_model(logged.model_id, status="READY")
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     lineage = model_lineage(scorer, version=version)
     for key, tag in lineage.items():
         client.set_tag(run_id, key, tag)
     if version is None:
         return None
-    client.set_registered_model_alias(model_name, alias, version)
+    metrics = _test_metrics(scorer, client, run_id)
     for key, tag in lineage.items():
         client.set_model_version_tag(model_name, version, key, tag)
-    metrics = mlflow.get_run(run_id).data.metrics
-    for key, value in metrics.items():
-        if key.startswith("test_"):
-            client.set_model_version_tag(model_name, version, key, str(value))
+    for name in VERSION_METRICS:
+        if f"test_{name}" in metrics:
+            client.set_model_version_tag(
+                model_name, version, f"test_{name}", str(metrics[f"test_{name}"])
+            )
+    client.update_model_version(
+        model_name, version, description=_version_description(scorer, metrics, run_id)
+    )
+    client.set_registered_model_alias(model_name, alias, version)  # the one visible step
+    client.delete_model_version_tag(model_name, version, PENDING_TAG)
     logger.info("registered %s version %s as @%s", model_name, version, alias)
     return version
 
