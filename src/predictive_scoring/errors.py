@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "PromotionRefused",
     "RequestProblem",
     "ScoringInputError",
+    "redact",
 ]
 
 
@@ -89,3 +91,38 @@ class ModelRegistryError(PredictiveScoringError):
 
 class PromotionRefused(PredictiveScoringError):
     """The challenger does not beat the champion on the promotion metric."""
+
+
+# The user:password of a URL (``http://user:pw@host``, ``postgresql://u:p@db/x``).
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
+# Secret-looking query parameters (``?token=...``, ``&X-Amz-Signature=...``, ``sig=...``).
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;][\w.-]*(?:pass|pwd|secret|token|key|sig|credential|auth)[\w.-]*=)"
+    r"[^&\s'\"]+",
+    re.IGNORECASE,
+)
+# A file URI's path (``sqlite:////srv/x/mlflow.db``, ``file:///srv/mlruns/1``).
+_FILE_URI = re.compile(r"\b(?P<scheme>sqlite|file):///*(?P<path>[^\s'\"()]+)")
+# An absolute path standing on its own (not the path part of a URL).
+_ABSOLUTE = re.compile(r"(?<![\w:/.~-])(?P<path>/[^\s'\"(),;]+|[A-Za-z]:\\[^\s'\"(),;]+)")
+
+
+def _tail(path: str) -> str:
+    parts = [p for p in re.split(r"[/\\]", path) if p]
+    return ".../" + "/".join(parts[-2:]) if parts else "..."
+
+
+def redact(text: str, *, paths: bool = False) -> str:
+    """``text`` without credentials: a URL's user and password become ``***``, as do the values
+    of secret-looking query parameters. With ``paths``, absolute file paths are cut to their
+    last two parts (``.../lead-scoring/bundle.json``), for what the service tells callers.
+
+    The one redaction of the project: error details go through it to the log, and through it
+    with ``paths`` to an admin.
+    """
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _SECRET_PARAM.sub(r"\g<name>***", text)
+    if paths:
+        text = _FILE_URI.sub(lambda m: f"{m['scheme']}:///{_tail(m['path'])}", text)
+        text = _ABSOLUTE.sub(lambda m: _tail(m["path"]), text)
+    return text

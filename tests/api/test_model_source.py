@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from tests.registries import client_of, register, store_uri
 from tests.scorers import build_scorer
 from tests.servers import uvicorn_service
-from tests.service_cases import API_KEY, make_settings
+from tests.service_cases import ADMIN_KEY, API_KEY, make_settings
 from typer.testing import CliRunner
 
 from predictive_scoring.cli import app as cli
@@ -119,10 +119,12 @@ def test_a_store_without_a_champion_says_to_promote(project: Path, tmp_path: Pat
     assert "`predictive-scoring promote`" in message and BUNDLE_ENV in message
 
     app = create_app(make_settings(None, project_dir=tmp_path))  # type: ignore[arg-type]
-    with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
+    with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as c:
         ready = c.get("/readyz")
-    assert ready.status_code == 503
-    assert "predictive-scoring promote" in ready.text
+        refused = c.post("/v1/admin/reload")
+    assert ready.status_code == 503  # open to anyone: a generic reason
+    assert refused.status_code == 409  # an admin is told what to do
+    assert "predictive-scoring promote" in refused.text
 
 
 def test_without_a_store_a_bundle_on_disk_is_not_picked_up(tmp_path: Path) -> None:

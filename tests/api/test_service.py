@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -13,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.service_cases import ADMIN_KEY, API_KEY, error_names, make_settings, post_case
 
-from predictive_scoring.errors import BundleError, ConfigError
+from predictive_scoring.errors import BundleError, ConfigError, redact
 from predictive_scoring.online import LeadBatch
 from predictive_scoring.scoring import LeadInput, Scorer, ScoreResult
 from predictive_scoring.serve import Settings, create_app, load_scorer
@@ -339,8 +341,10 @@ def test_not_ready_until_a_model_loads_then_reload_brings_it(
     app = create_app(make_settings(target))
     with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as c:
         ready = c.get("/readyz")
-        assert ready.status_code == 503 and "not found" in ready.json()["reason"]
+        assert ready.status_code == 503 and "the last load failed" in ready.json()["reason"]
         assert c.post("/v1/score", json=leads[0]).status_code == 503
+        refused = c.post("/v1/admin/reload")
+        assert refused.status_code == 409 and "not found" in refused.json()["detail"][0]["msg"]
         assert c.get("/healthz").status_code == 200
         Scorer.load(bundles["2"]).save(target)
         r = c.post("/v1/admin/reload")
@@ -523,3 +527,72 @@ def test_a_poll_loads_nothing_while_the_probe_is_unchanged(
     assert asyncio.run(polls()) == [True, False, False, False, True]
     assert len(loads) == 2  # the start and the new export; the three quiet polls loaded nothing
     assert holder.current is not None and holder.current.version == "2"
+
+
+# --- no secret and no server path in what callers see ----------------------------------------
+PASSWORD = "s3cret-pw"  # the secret that no body may show
+
+
+def test_an_unreachable_store_shows_its_password_to_no_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # refused at once, not in minutes
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    caplog.set_level(logging.INFO, logger="predictive_scoring")
+    uri = f"http://user:{PASSWORD}@127.0.0.1:1"
+    settings = make_settings(None, tracking_uri=uri, project_dir=tmp_path)  # type: ignore[arg-type]
+    with TestClient(create_app(settings)) as c:
+        ready = c.get("/readyz")
+        scored = c.post("/v1/score", json={"lead_id": "x"}, headers={"X-API-Key": API_KEY})
+        refused = c.post("/v1/admin/reload", headers={"X-API-Key": ADMIN_KEY})
+    assert (ready.status_code, scored.status_code, refused.status_code) == (503, 503, 409)
+    for response in (ready, scored):  # strangers and clients: a generic reason
+        assert PASSWORD not in response.text and "127.0.0.1:1" not in response.text
+        assert "the server log says why" in response.text
+    assert PASSWORD not in refused.text and "user:" not in refused.text
+    assert "http://***@127.0.0.1:1" in refused.json()["detail"][0]["msg"]  # an admin sees where
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "model load refused" in logged and "http://***@127.0.0.1:1" in logged
+    assert PASSWORD not in logged
+
+
+def test_a_missing_bundle_shows_no_server_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "bundle"
+    with TestClient(create_app(make_settings(missing))) as c:
+        ready = c.get("/readyz")
+        scored = c.post("/v1/score", json={"lead_id": "x"}, headers={"X-API-Key": API_KEY})
+        refused = c.post("/v1/admin/reload", headers={"X-API-Key": ADMIN_KEY})
+    assert (ready.status_code, scored.status_code, refused.status_code) == (503, 503, 409)
+    for response in (ready, scored, refused):
+        assert str(tmp_path) not in response.text, response.text
+    message = refused.json()["detail"][0]["msg"]
+    assert ".../bundle/bundle.json: not found" in message, message
+
+
+def test_a_malformed_calibrator_is_refused_with_409_and_no_server_path(
+    client: TestClient, live_bundle: Path, leads: list[dict[str, Any]]
+) -> None:
+    meta = json.loads((live_bundle / "bundle.json").read_text())
+    meta["calibrator"] = {}  # no 'method'
+    (live_bundle / "bundle.json").write_text(json.dumps(meta))
+    refused = client.post("/v1/admin/reload", headers={"X-API-Key": ADMIN_KEY})
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["detail"][0]["msg"]
+    assert "the 'calibrator' part is missing or malformed" in message
+    assert str(live_bundle) not in message and ".../live/bundle.json" in message
+    assert client.post("/v1/score", json=leads[0]).json()["model"]["version"] == "1"
+
+
+def test_redact_removes_credentials_and_with_paths_absolute_paths() -> None:
+    text = (
+        "cannot read m@champion from http://user:pw@host:5000/api (sqlite:////srv/p/mlflow.db, "
+        "/srv/p/models/lead-scoring/bundle.json, https://b.s3/x?X-Amz-Signature=abc&part=1)"
+    )
+    assert redact(text) == (
+        "cannot read m@champion from http://***@host:5000/api (sqlite:////srv/p/mlflow.db, "
+        "/srv/p/models/lead-scoring/bundle.json, https://b.s3/x?X-Amz-Signature=***&part=1)"
+    )
+    assert redact(text, paths=True) == (
+        "cannot read m@champion from http://***@host:5000/api (sqlite:///.../p/mlflow.db, "
+        ".../lead-scoring/bundle.json, https://b.s3/x?X-Amz-Signature=***&part=1)"
+    )

@@ -124,3 +124,31 @@ def test_reload_under_concurrent_load_drops_nothing(
     assert 'predictive_scoring_model_info{name="lead-scoring",version="2"} 1.0' in metrics
     Scorer.load(bundles["1"]).save(live)  # leave the server on version 1 for other tests
     assert client.post("/v1/admin/reload", headers=admin).json()["version"] == "1"
+
+
+def test_an_unreachable_store_leaks_no_password_over_http(tmp_path: Path) -> None:
+    password = "s3cret-pw"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
+    env |= {
+        "PREDICTIVE_SCORING_API_KEYS": API_KEY,
+        "PREDICTIVE_SCORING_ADMIN_KEYS": ADMIN_KEY,
+        "PREDICTIVE_SCORING_TRACKING_URI": f"http://user:{password}@127.0.0.1:1",
+        "PREDICTIVE_SCORING_LOAD_RETRY_SECONDS": "0",
+        "PREDICTIVE_SCORING_LOG_ENABLED": "false",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # refused at once, not after minutes of retries
+    }
+    logs: list[Path] = []
+    with uvicorn_service(env, cwd=tmp_path, until="/healthz", log=logs) as base:
+        ready = httpx.get(f"{base}/readyz", timeout=30)
+        scored = httpx.post(
+            f"{base}/v1/score", json={"lead_id": "x"}, headers={"X-API-Key": API_KEY}, timeout=30
+        )
+        refused = httpx.post(
+            f"{base}/v1/admin/reload", headers={"X-API-Key": ADMIN_KEY}, timeout=60
+        )
+        log = logs[0].read_text()
+    assert (ready.status_code, scored.status_code, refused.status_code) == (503, 503, 409)
+    assert "the server log says why" in ready.json()["reason"]
+    for text in (ready.text, scored.text, refused.text, log):
+        assert password not in text
+    assert "http://***@127.0.0.1:1" in refused.text and "http://***@127.0.0.1:1" in log

@@ -33,6 +33,7 @@ __all__ = [
     "ScoringContext",
     "ServiceSettings",
     "limits_of",
+    "not_ready_reason",
     "require_admin",
     "require_client",
     "require_outcomes",
@@ -63,16 +64,22 @@ async def get_holder(request: Request) -> ModelHolder:
     return holder
 
 
+def not_ready_reason(holder: ModelHolder) -> str:
+    """Why no model serves, for any caller: generic, since the load error may hold credentials
+    and server paths (the log has it redacted, an admin's reload answers it without either)."""
+    if holder.last_error is None:
+        return "no model loaded yet: loading the model"
+    return (
+        "no model loaded yet: the last load failed; the server log says why, and so does "
+        "POST /v1/admin/reload with an admin key"
+    )
+
+
 def _current(holder: ModelHolder) -> ModelHandle:
     """The model serving this request, read once: a reload mid-request does not affect it."""
     handle = holder.current
     if handle is None:
-        raise RequestProblem(
-            [],
-            f"no model loaded yet ({holder.last_error or 'loading'})",
-            "not_ready",
-            status_code=503,
-        )
+        raise RequestProblem([], not_ready_reason(holder), "not_ready", status_code=503)
     return handle
 
 

@@ -18,6 +18,7 @@ from predictive_scoring.errors import (
     ModelRegistryError,
     PredictiveScoringError,
     ScoringInputError,
+    redact,
 )
 from predictive_scoring.serve.metrics import ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
@@ -57,9 +58,9 @@ async def _project_error(request: Request, exc: Exception) -> OrjsonResponse:
             response.headers["www-authenticate"] = 'Bearer realm="predictive_scoring"'
         return response
     if status >= 500:
-        logger.error("%s %s failed: %s", request.method, request.url.path, exc)
+        logger.error("%s %s failed: %s", request.method, request.url.path, redact(str(exc)))
     kind = "config" if isinstance(exc, ConfigError) else type(exc).__name__
-    return _error(status, [], str(exc), kind)
+    return _error(status, [], redact(str(exc), paths=True), kind)
 
 
 async def _validation_error(request: Request, exc: Exception) -> OrjsonResponse:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from predictive_scoring.errors import BundleError
+from predictive_scoring.errors import BundleError, redact
 from predictive_scoring.scoring import LeadInput, Scorer
 from predictive_scoring.serve.settings import Settings
 
@@ -87,6 +87,8 @@ class ModelHolder:
         self._probe = probe
         self._probed: str | None = None
         self.current: ModelHandle | None = None
+        # The last load's error as raised: it may hold credentials and server paths, so it is
+        # shown only through errors.redact (the log; an admin's reload) and never to strangers.
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
 
@@ -114,7 +116,9 @@ class ModelHolder:
                 handle = await asyncio.to_thread(self._load_checked)
             except Exception as exc:
                 self.last_error = str(exc)
-                logger.error("model load refused, keeping %s: %s", _describe(previous), exc)
+                logger.error(
+                    "model load refused, keeping %s: %s", _describe(previous), redact(str(exc))
+                )
                 raise
             self.last_error = None
             self._probed = probed
@@ -123,7 +127,9 @@ class ModelHolder:
                 self.current = handle  # the atomic swap: in-flight requests keep their handle
             if changed:
                 why = handle.scorer.metadata.get("why") or "as returned by the loader"
-                logger.info("serving %s (was %s): %s", _describe(handle), _describe(previous), why)
+                logger.info(
+                    "serving %s (was %s): %s", _describe(handle), _describe(previous), redact(why)
+                )
             return previous, changed
 
 

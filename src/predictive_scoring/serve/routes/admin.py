@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from predictive_scoring.errors import PredictiveScoringError, RequestProblem
+from predictive_scoring.errors import PredictiveScoringError, RequestProblem, redact
 from predictive_scoring.serve.deps import AdminOnly, Holder, Metrics
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import ReloadResponse, error_responses
@@ -21,14 +21,17 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
     summary="Load the current champion (or bundle) now",
 )
 async def reload_model(holder: Holder, metrics: Metrics) -> OrjsonResponse:
-    """Requests in flight finish on the old model; the response names the version now serving."""
+    """Requests in flight finish on the old model; the response names the version now serving.
+
+    A refusal says why, without credentials or absolute server paths (:func:`errors.redact`).
+    """
     try:
         previous, changed = await holder.reload()
     except PredictiveScoringError as exc:
         metrics.reloads.labels("refused").inc()
         raise RequestProblem(
             [],
-            f"new model refused, still serving the old one: {exc}",
+            f"new model refused, still serving the old one: {redact(str(exc), paths=True)}",
             "model_refused",
             status_code=409,
         ) from exc
@@ -36,7 +39,7 @@ async def reload_model(holder: Holder, metrics: Metrics) -> OrjsonResponse:
         metrics.reloads.labels("refused").inc()
         raise RequestProblem(
             [],
-            f"new model refused, still serving the old one: {exc}",
+            f"new model refused, still serving the old one: {redact(str(exc), paths=True)}",
             "model_refused",
             status_code=500,
         ) from exc

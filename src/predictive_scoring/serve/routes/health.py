@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from predictive_scoring.serve.deps import Holder
+from predictive_scoring.serve.deps import Holder, not_ready_reason
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import HealthResponse, ReadyResponse
 
@@ -26,12 +26,12 @@ def healthz() -> OrjsonResponse:
     summary="Readiness",
 )
 def readyz(holder: Holder) -> OrjsonResponse:
-    """200 once a model is loaded, 503 before (with the load error, if any)."""
+    """200 once a model is loaded, 503 before. Open to anyone, so the reason is generic: why a
+    load failed is in the server log and in an admin's ``POST /v1/admin/reload``."""
     handle = holder.current
     if handle is None:
         return OrjsonResponse(
-            {"status": "loading", "reason": holder.last_error or "loading the model"},
-            status_code=503,
+            {"status": "loading", "reason": not_ready_reason(holder)}, status_code=503
         )
     return OrjsonResponse(
         {"status": "ready", "model": handle.scorer.name, "version": handle.version}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from predictive_scoring.errors import redact
 from predictive_scoring.serve.deps import Authenticated, CurrentModel
 from predictive_scoring.serve.responses import OrjsonResponse
 from predictive_scoring.serve.schemas import ModelInfoResponse, error_responses
@@ -33,7 +34,7 @@ def model_info(model: CurrentModel) -> OrjsonResponse:
         version=scorer.version,
         alias=meta.get("alias"),
         source=meta.get("source"),
-        why=meta.get("why"),
+        why=redact(str(meta["why"])) if meta.get("why") else None,
         loaded_at=model.loaded_at,
         model_sha256=model.lineage.get("model_sha256", ""),
         definition_hash=model.lineage.get("definition_hash", ""),
