@@ -41,7 +41,7 @@ from predictive_scoring.scoring import Scorer
 from predictive_scoring.synth import generate_demo
 from tests.projects import make_project, run
 from tests.registries import MODEL, client_of
-from tests.servers import free_port
+from tests.servers import free_port, stop, wait_until_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -138,24 +138,10 @@ def _serve(project: Path, log: Path) -> Iterator[str]:
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 180  # a slow host: imports, numba, the first load
-            while True:
-                assert proc.poll() is None, log.read_text()[-4000:]
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()[-4000:]
-                time.sleep(0.2)
+            wait_until_ready(proc, f"{base}/readyz", log)  # a busy host waits longer
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 class ScoringClient(threading.Thread):
