@@ -4,14 +4,49 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from predictive_scoring.errors import PredictiveScoringError
 
-app = typer.Typer(
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _hide_flag_types(params: list[Any]) -> None:
+    """A flag takes no value, so its help shows no type (typer's rich help prints `<bool>`)."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+
+
+class _Command(TyperCommand):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class _App(typer.Typer):
+    """A Typer app whose commands and groups show flags without a type in --help."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _App(
     name="predictive-scoring",
     help="Predictive lead scoring: calibrated, explained, leakage-free.",
     no_args_is_help=True,
@@ -201,8 +236,6 @@ def promote(
     ] = Path("data/features/test.parquet"),
 ) -> None:
     """Give the challenger the champion alias if it is at least as good on the same test set."""
-    from collections.abc import Callable
-
     from predictive_scoring.config import load_params
     from predictive_scoring.registry import metric_on_features, promote_challenger
     from predictive_scoring.scoring import Scorer
@@ -313,7 +346,7 @@ def api_key() -> None:
     typer.echo(f"ps_{secrets.token_urlsafe(24)}")
 
 
-outcomes_app = typer.Typer(
+outcomes_app = _App(
     help="Outcomes back in: stage changes and sales acceptance from the CRM.",
     no_args_is_help=True,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from predictive_scoring.cli import app
@@ -53,3 +54,26 @@ def test_reasons_say_day_or_days(feature: str, value: float, text: str) -> None:
     )
     describe = feature_describers(definition, {})[definition.feature_names.index(feature)]
     assert describe(value) == text
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command as the words that name it: [], ['serve'], ['outcomes', 'import']."""
+    group = typer.main.get_command(app)
+    paths: list[list[str]] = [[]]
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        paths.append([name])
+        paths += [[name, sub] for sub in getattr(command, "commands", {})]
+    return paths
+
+
+@pytest.mark.parametrize("words", _command_paths(), ids=lambda w: " ".join(w) or "main")
+def test_help_shows_no_type_after_a_flag(words: list[str]) -> None:
+    done = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "120"})
+    assert done.exit_code == 0, done.output
+    assert "<bool>" not in done.output
+    assert "--help" in done.output
+
+
+def test_help_still_shows_the_type_of_an_option_that_takes_a_value() -> None:
+    done = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "120"})
+    assert "<int>" in done.output and "<bool>" not in done.output
