@@ -53,6 +53,10 @@ def _plural(n: float, word: str) -> str:
     return f"{n:g} {word}" + ("" if n == 1 else "s")
 
 
+def _last(days: int | str) -> str:
+    return "in the last day" if int(days) == 1 else f"in the last {days} days"
+
+
 def feature_group(name: str, definition: FeatureDefinition) -> str:
     """The event type or attribute a feature belongs to, for grouping in reports."""
     for event_type in definition.event_types:
@@ -119,12 +123,12 @@ def feature_describer(
         return lambda value: f"{_plural(value, 'engagement event')} so far"
     if name == definition.active_days_name:
         window = definition.active_days_window
-        return lambda value: f"active on {_plural(value, 'day')} in the last {window} days"
+        return lambda value: f"active on {_plural(value, 'day')} {_last(window)}"
     if name.startswith("n_") and name.endswith("d"):
         body, _, window_text = name[2:].rpartition("_")
         noun, _ = _event_label(definition, body)
         days = window_text.rstrip("d")
-        return lambda value: f"{_plural(value, noun)} in the last {days} days"
+        return lambda value: f"{_plural(value, noun)} {_last(days)}"
     if name.startswith("days_since_"):
         noun, verb = _event_label(definition, name[len("days_since_") :])
 

@@ -37,15 +37,18 @@ def test_serve_without_a_key_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch
         ("days_since_demo_request", 3.0, "requested a demo 3 days ago"),
         ("lead_age_days", 1.0, "lead created 1 day ago"),
         ("lead_age_days", 30.0, "lead created 30 days ago"),
+        ("n_demo_request_1d", 1.0, "1 demo request in the last day"),
+        ("n_demo_request_7d", 2.0, "2 demo requests in the last 7 days"),
+        ("active_days_1d", 1.0, "active on 1 day in the last day"),
     ],
 )
 def test_reasons_say_day_or_days(feature: str, value: float, text: str) -> None:
     definition = build_definition(
         event_types=["demo_request"],
         attribute_types={},
-        windows_days=[7],
+        windows_days=[1, 7],
         half_life_days=7,
-        active_days_window=7,
+        active_days_window=1,
         job_title_column=None,
         email_column=None,
         employees_column=None,
