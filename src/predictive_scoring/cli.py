@@ -306,11 +306,10 @@ def serve(
     if bundle is not None:
         # the environment reaches the factory in this process and in every worker
         os.environ[BUNDLE_ENV] = str(bundle.resolve())
-    from predictive_scoring.serve.security import KeyChecker
-    from predictive_scoring.serve.settings import Settings
+    from predictive_scoring.serve.app import settings_from_environment
 
     try:  # the app refuses to start without a key: say so in one line, not a traceback
-        KeyChecker(Settings())
+        settings_from_environment()
     except PredictiveScoringError as exc:
         raise _fail(exc) from exc
     uvicorn.run(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.servers import uvicorn_service
+from tests.servers import patience, uvicorn_service
 from tests.service_cases import ADMIN_KEY, API_KEY, error_names, post_case
 
 from predictive_scoring.scoring import Scorer
@@ -152,3 +154,41 @@ def test_an_unreachable_store_leaks_no_password_over_http(tmp_path: Path) -> Non
     for text in (ready.text, scored.text, refused.text, log):
         assert password not in text
     assert "http://***@127.0.0.1:1" in refused.text and "http://***@127.0.0.1:1" in log
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "uvicorn", "--factory", "predictive_scoring.serve:create_app", "--port", "0"],
+        ["-m", "predictive_scoring.cli", "serve", "--port", "0"],
+    ],
+    ids=["uvicorn", "predictive-scoring-serve"],
+)
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({}, "no API key configured: set PREDICTIVE_SCORING_API_KEYS"),
+        (
+            {"PREDICTIVE_SCORING_API_KEYS": API_KEY, "PREDICTIVE_SCORING_MAX_BATCH": "many"},
+            "bad setting: PREDICTIVE_SCORING_MAX_BATCH: Input should be a valid integer",
+        ),
+    ],
+    ids=["no-key", "bad-value"],
+)
+def test_a_setting_problem_prints_the_message_alone(
+    command: list[str], settings: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
+    done = subprocess.run(
+        [sys.executable, *command],
+        env=env | settings,
+        cwd=tmp_path,  # no .env here
+        capture_output=True,
+        text=True,
+        timeout=patience(),
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

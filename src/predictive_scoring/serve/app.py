@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
+from predictive_scoring.errors import ConfigError
 from predictive_scoring.io import setup_logging
 from predictive_scoring.model_source import (
     BUNDLE_ENV,
@@ -34,7 +36,7 @@ from predictive_scoring.serve.settings import Settings
 from predictive_scoring.serve.state import ModelHolder, ScorerLoader
 from predictive_scoring.timestamps import warm_up
 
-__all__ = ["choose_served_model", "create_app", "load_scorer"]
+__all__ = ["choose_served_model", "create_app", "load_scorer", "settings_from_environment"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,10 +180,37 @@ def _document(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def settings_from_environment() -> tuple[Settings, KeyChecker]:
+    """The settings from ``PREDICTIVE_SCORING_*`` variables and ``.env``, and their key checker;
+    a bad value or no key is a :class:`ConfigError` of one line naming the variable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        prefix = Settings.model_config.get("env_prefix", "")
+        problems = "; ".join(
+            f"{prefix}{name.upper()}: {e['msg']}"
+            + ("" if "key" in name else f" (got {str(e['input'])[:60]!r})")  # keys are secret
+            for e in exc.errors()
+            for name in ["_".join(str(p) for p in e["loc"][:1])]
+        )
+        raise ConfigError(f"bad setting: {problems}") from exc
+    return settings, KeyChecker(settings)
+
+
 def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_scorer) -> FastAPI:
-    """Build the scoring service; without an API key it refuses unless anonymous is allowed."""
-    settings = settings or Settings()
-    checker = KeyChecker(settings)  # raises ConfigError when no key is configured
+    """Build the scoring service; without an API key it refuses unless anonymous is allowed.
+
+    Given ``settings``, a problem with them raises (:class:`ConfigError`); without, as uvicorn's
+    factory, the settings come from the environment and a problem with them exits with its
+    message (SystemExit), never a traceback.
+    """
+    if settings is None:
+        try:
+            settings, checker = settings_from_environment()
+        except ConfigError as exc:  # uvicorn would print a traceback of its loader first
+            raise SystemExit(f"error: {exc}") from None
+    else:
+        checker = KeyChecker(settings)  # raises ConfigError when no key is configured
     service_metrics = ServiceMetrics()
     holder = ModelHolder(settings, load, probe=probe_served_model if load is load_scorer else None)
 
