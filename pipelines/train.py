@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import yaml
 from sklearn.metrics import log_loss, roc_auc_score
 
 from predictive_scoring.config import load_params
@@ -27,6 +33,8 @@ from predictive_scoring.io import (
 from predictive_scoring.plots import plot_importance
 from predictive_scoring.registry import ensure_experiment, fail_interrupted_runs
 from predictive_scoring.train import (
+    TrainingResult,
+    encode_frame,
     scorer_probabilities,
     staging_scorer,
     train_model,
@@ -38,6 +46,84 @@ logger = logging.getLogger("pipelines.train")
 
 def _flatten(prefix: str, data: dict[str, object]) -> dict[str, str]:
     return {f"{prefix}.{k}": str(v)[:500] for k, v in data.items()}
+
+
+# What a run shows in MLflow besides the step-wise curves; metrics/train.json keeps the rest.
+MLFLOW_METRICS = ("best_iteration", "train_roc_auc", "valid_roc_auc", "valid_log_loss")
+CURVE_POINTS = 200
+
+
+def _log_curves(
+    result: TrainingResult, frames: dict[str, pd.DataFrame], definition: FeatureDefinition
+) -> None:
+    """Log loss of the uncalibrated booster after each tree, on train and valid, as step-wise
+    MLflow metrics (at most ``CURVE_POINTS`` steps): the learning curves early stopping saw."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    booster = result.booster
+    n_trees = booster.num_trees()
+    steps = set(np.unique(np.linspace(1, n_trees, min(n_trees, CURVE_POINTS)).round().astype(int)))
+    now = int(time.time() * 1000)
+    logged: list[Metric] = []
+    for split in ("train", "valid"):
+        X = encode_frame(frames[split], definition, result.levels)
+        y = result.labels[split]
+        raw = np.zeros(len(X))
+        for tree in range(n_trees):
+            # one tree at a time; the first also carries LightGBM's starting score
+            raw += booster.predict(X, raw_score=True, start_iteration=tree, num_iteration=1)
+            if tree + 1 in steps:
+                value = float(log_loss(y, 1.0 / (1.0 + np.exp(-raw)), labels=[0, 1]))
+                logged.append(Metric(f"{split}_log_loss_by_tree", value, now, tree + 1))
+    client = mlflow.MlflowClient()
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    for start in range(0, len(logged), 1000):  # MLflow takes at most 1000 metrics per batch
+        client.log_batch(run_id, metrics=logged[start : start + 1000])
+
+
+def _leaves(prefix: str, data: Any) -> dict[str, Any]:
+    """A nested params mapping as dotted keys, as ``dvc exp run -S`` names them."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_leaves(f"{prefix}.{key}" if prefix else str(key), value))
+    return out
+
+
+def _changed_params(path: str) -> dict[str, tuple[Any, Any]]:
+    """The params that differ from the committed ``params.yaml`` (git HEAD), old and new.
+
+    In a DVC experiment HEAD is its baseline commit, so this is what the experiment changed.
+    """
+    try:
+        committed = subprocess.run(
+            ["git", "show", f"HEAD:./{path}"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    old = _leaves("", yaml.safe_load(committed) or {})
+    new = _leaves("", yaml.safe_load(Path(path).read_text()) or {})
+    return {
+        key: (old.get(key), new.get(key))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
+
+
+def _describe_run(params_path: str, *, calibration: str) -> tuple[str | None, str]:
+    """The DVC experiment's name (None outside one) and a run description saying what changed."""
+    exp_name = os.environ.get("DVC_EXP_NAME") or None
+    changes = _changed_params(params_path)
+    lines = [f"DVC experiment `{exp_name}`" if exp_name else "`dvc repro`"]
+    if changes:
+        lines.append("Changed from the committed params.yaml:")
+        lines += [f"- `{key}`: {old} -> {new}" for key, (old, new) in changes.items()]
+    else:
+        lines.append("params.yaml as committed.")
+    lines.append(f"Calibration chosen: {calibration}.")
+    return exp_name, "\n".join(lines)
 
 
 def main() -> int:
@@ -60,7 +146,7 @@ def main() -> int:
         return 1
 
     metrics: dict[str, float] = {"best_iteration": float(result.best_iteration)}
-    for s in SPLITS:
+    for s in ("train", "valid"):  # test: the evaluate stage's, through the exported scorer
         y, p = result.labels[s], result.calibrated[s]
         metrics[f"{s}_roc_auc"] = float(roc_auc_score(y, p))
         metrics[f"{s}_log_loss"] = float(log_loss(y, p, labels=[0, 1]))
@@ -68,10 +154,13 @@ def main() -> int:
         {f"calibration_oof_log_loss_{k}": v for k, v in result.calibrator.scores.items()}
     )
 
-    fail_interrupted_runs(params.train.experiment)
+    # First: it creates a new store under a lock (parallel `dvc exp run -j` start together).
     ensure_experiment(params.train.experiment)
+    fail_interrupted_runs(params.train.experiment)
     mlflow.set_experiment(params.train.experiment)
-    with mlflow.start_run(run_name=f"lightgbm-{params.train.num_leaves}leaves") as run:
+    exp_name, description = _describe_run(args.params, calibration=result.calibrator.method)
+    run_name = exp_name or f"lightgbm-{params.train.num_leaves}leaves"
+    with mlflow.start_run(run_name=run_name, description=description) as run:
         mlflow.log_params(
             {
                 **_flatten("data", params.data.model_dump()),
@@ -85,9 +174,11 @@ def main() -> int:
                 "git_commit": git_commit(),
                 "dvc_features_md5": dvc_out_hash(str(args.features)),
                 "n_features": str(len(definition.feature_names)),
+                **({"dvc_exp_name": exp_name} if exp_name else {}),
             }
         )
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k in MLFLOW_METRICS})
+        _log_curves(result, frames, definition)
         importance = result.importance()
         with tempfile.TemporaryDirectory() as tmp:
             imp_csv = Path(tmp) / "feature_importance.csv"
@@ -126,11 +217,10 @@ def main() -> int:
     tmp_out.rename(args.out)
     write_json(args.metrics, metrics)
     logger.info(
-        "train: %d trees, calibration %s, valid AUC %.3f, test AUC %.3f, MLflow run %s",
+        "train: %d trees, calibration %s, valid AUC %.3f, MLflow run %s",
         result.best_iteration,
         result.calibrator.method,
         metrics["valid_roc_auc"],
-        metrics["test_roc_auc"],
         run_id,
     )
     return 0

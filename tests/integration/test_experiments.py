@@ -1,0 +1,63 @@
+"""`dvc exp run --queue` and `--run-all -j 2`: every experiment lands in the project's store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.projects import make_project, run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# As small as the pipeline allows: both classes in every split, a few trees.
+SMALL = {
+    "generate": {"n_leads": 1500, "events_per_lead": 15},
+    "train": {"n_estimators": 60, "early_stopping_rounds": 10},
+    "thresholds": {"capacity_per_week": 10, "min_recall": 0.8},
+}
+
+
+def test_two_queued_experiments_run_in_parallel_into_the_project_store(tmp_path: Path) -> None:
+    project = make_project(tmp_path, SMALL)
+    dvc = [sys.executable, "-m", "dvc"]
+    for leaves in (6, 12):
+        run([*dvc, "exp", "run", "--queue", "-S", f"train.num_leaves={leaves}"], project)
+    proc = run([*dvc, "exp", "run", "--run-all", "-j", "2"], project)
+    logs = proc.stdout + proc.stderr
+    assert "database is locked" not in logs, logs[-4000:]
+    # --run-all exits 0 even when an experiment fails: the queue says how each ended
+    status = run([*dvc, "queue", "status"], project).stdout
+    assert status.count("Success") == 2, status + "\n".join(
+        run([*dvc, "queue", "logs", line.split()[0]], project, check=False).stdout[-3000:]
+        for line in status.splitlines()[1:]
+        if "Failed" in line
+    )
+
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("lead-scoring")
+    assert experiment is not None
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert Path(experiment.artifact_location) == project / "mlruns" / "lead-scoring"
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["train.num_leaves"] for r in runs) == ["12", "6"]
+    for r in runs:
+        assert "test_roc_auc" in r.data.metrics  # evaluate logged to the same run
+        assert "train.num_leaves" in r.data.tags["mlflow.note.content"]
+    versions = client.search_model_versions("name = 'lead-scoring'")
+    assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
+    # nothing was logged to a store inside DVC's temporary workspaces
+    assert not list((project / ".dvc").rglob("mlflow.db"))
+
+    # `dvc exp show` reads each experiment's metrics from its commit (metrics/ is in git)
+    shown = json.loads(run([*dvc, "exp", "show", "--json"], project).stdout)
+    experiments = [e for row in shown for e in row.get("experiments") or []]
+    assert len(experiments) == 2
+    for experiment_row in experiments:
+        metrics = experiment_row["revs"][0]["data"]["metrics"]
+        assert 0.5 < metrics["metrics/evaluate.json"]["data"]["roc_auc"] <= 1.0
+        assert "valid_roc_auc" in metrics["metrics/train.json"]["data"]
