@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -596,3 +597,20 @@ def test_redact_removes_credentials_and_with_paths_absolute_paths() -> None:
         "cannot read m@champion from http://***@host:5000/api (sqlite:///.../p/mlflow.db, "
         ".../lead-scoring/bundle.json, https://b.s3/x?X-Amz-Signature=***&part=1)"
     )
+
+
+# --- the API pages render offline --------------------------------------------------------------
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_api_pages_load_only_local_assets(client: TestClient, page: str) -> None:
+    html = client.get(page)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    urls = re.findall(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", html.text)
+    assert len(urls) >= 2, html.text  # the script, and the style or the icon
+    assert "openapi.json" in html.text
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 100, url
+    # nothing else fetched from elsewhere: no absolute URL left in the page
+    assert not re.findall(r"""["'(](?:https?:)?//[^"')]+""", html.text), html.text

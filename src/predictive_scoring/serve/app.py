@@ -26,6 +26,7 @@ from predictive_scoring.model_source import (
 from predictive_scoring.scorelog import ScoreLog
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.serve.deps import limits_of
+from predictive_scoring.serve.docs import DOC_PATHS, install_docs
 from predictive_scoring.serve.handlers import BodyLimitMiddleware, install_handlers
 from predictive_scoring.serve.metrics import MetricsMiddleware, ServiceMetrics
 from predictive_scoring.serve.responses import OrjsonResponse
@@ -241,6 +242,8 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
         version="1",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url=None,  # served by install_docs from local files: they render offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.keys = checker
@@ -249,8 +252,9 @@ def create_app(settings: Settings | None = None, *, load: ScorerLoader = load_sc
     app.state.holder = holder
     app.state.score_log = None  # started in the lifespan
     install_handlers(app)
+    install_docs(app)
 
-    paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    paths = {*DOC_PATHS, "/openapi.json"}
     for router, prefix in (
         (scores.router, "/v1"),
         (model.router, "/v1"),
