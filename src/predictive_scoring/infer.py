@@ -65,6 +65,18 @@ def _looks_like_row_id(x: pd.Series, ratio: float) -> bool:
     return monotonic or dense
 
 
+def _infinite(s: pd.Series, parsed: pd.Series, *, file: str, column: str) -> list[str]:
+    """A problem naming the rows whose number is beyond a float (1e400 reads as infinity)."""
+    huge = np.isinf(parsed.to_numpy(dtype="float64", na_value=np.nan))
+    if not huge.any():
+        return []
+    return [
+        f"{file}: column '{column}': {int(huge.sum())} number(s) are too large for a float "
+        f"(beyond 1.8e308) or infinite, e.g. {row_examples(s, huge)}; fix these values or "
+        f"leave them empty"
+    ]
+
+
 def _reserved(params: DataParams) -> set[str]:
     reserved = {LEAD_ID, CREATED_AT, LABEL}
     if params.email_column:
@@ -103,6 +115,7 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
                     f"add the marker to data.missing_values, or list the column in "
                     f"data.categorical"
                 )
+            problems += _infinite(s, parsed, file=file, column=column)
             types[column] = "numeric"
             continue
         if column in forced_cat:
@@ -129,6 +142,7 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
                     f"value per row) and was dropped; list it in data.numeric to keep it"
                 )
                 continue
+            problems += _infinite(s, as_numeric(s), file=file, column=column)
             types[column] = "numeric"
             continue
         parsed = as_numeric(non_missing)
@@ -148,6 +162,7 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
                     f"numbers and were set to missing, e.g. {row_examples(s, bad)}; list it in "
                     f"data.categorical to keep it as text"
                 )
+            problems += _infinite(s, as_numeric(s), file=file, column=column)
             types[column] = "numeric"
             continue
         as_time, _ = parse_timestamps(non_missing)

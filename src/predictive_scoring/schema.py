@@ -272,7 +272,8 @@ class _ColumnRules:
             elif check == "field_uniqueness":
                 problems.append(
                     f"{self.file}: column '{user_col}': {found.n_values()} id(s) appear more "
-                    f"than once ({found.rows} rows), e.g. {found.value_text()}; "
+                    f"than once ({found.rows} rows), e.g. {found.value_text()} (data rows "
+                    f"{found.row_numbers()}); "
                     f"{_FIXES['field_uniqueness']}"
                 )
             elif check.startswith("isin"):
@@ -471,7 +472,8 @@ class _ChildChecks:
         return (
             f"{self.file}: column '{self.names[LEAD_ID]}': {self.unknown.rows} row(s) refer to "
             f"{self.unknown.n_values()} lead id(s) not in {self.leads.file}, e.g. "
-            f"{self.unknown.value_text()}; export the leads and this table from the same "
+            f"{self.unknown.value_text()} (data rows {self.unknown.row_numbers()}); export the "
+            f"leads and this table from the same "
             f"snapshot, or drop these rows"
         )
 

@@ -106,8 +106,8 @@ def test_batches_find_exactly_the_whole_table_problems_with_file_rows(
         "fix the clock or time zone of the export (timestamps must be UTC)",
         # Five rows over four batches, three distinct ids: counted once each across batches.
         f"{file}: column 'lead_id': 5 row(s) refer to 3 lead id(s) not in "
-        f"{tmp_path / 'leads.parquet'}, e.g. 'G1', 'G2', 'G3'; export the leads and this table "
-        "from the same snapshot, or drop these rows",
+        f"{tmp_path / 'leads.parquet'}, e.g. 'G1', 'G2', 'G3' (data rows 6, 62, 65, 131, 191); "
+        "export the leads and this table from the same snapshot, or drop these rows",
     ]
 
 
