@@ -48,6 +48,9 @@ def main() -> int:
     except PredictiveScoringError as exc:
         logger.error("thresholds failed, nothing written:\n%s", exc)
         return 1
+    # Without dates (a stratified random split) there are no weeks: a volume is per scored batch.
+    timed = summary.get("split") != "stratified_random"
+    per = {s: "week" if timed else f"batch of {len(labels[s]):,} leads" for s in labels}
     rows = []
     for split in ("valid", "test"):
         rows += threshold_table(
@@ -56,6 +59,7 @@ def main() -> int:
             weeks=float(summary[split]["weeks"]),
             thresholds=thresholds,
             split=split,
+            per=per[split],
         )
     table = pd.DataFrame(rows)
     write_json(args.out, thresholds.to_dict())
@@ -74,12 +78,13 @@ def main() -> int:
             mlflow.log_artifact(str(path), "thresholds")
     test_sql = table[(table["split"] == "test") & (table["stage"] == "SQL")].iloc[0]
     logger.info(
-        "thresholds: MQL >= %.3f (%s), SQL >= %.3f (%s); test SQL %.0f/week at precision %s",
+        "thresholds: MQL >= %.3f (%s), SQL >= %.3f (%s); test SQL %.0f per %s at precision %s",
         thresholds.mql,
         thresholds.method.get("mql", ""),
         thresholds.sql,
         thresholds.method.get("sql", ""),
         test_sql["leads_per_week"],
+        per["test"] if timed else f"scored {per['test']} (no dates, so no weekly volume)",
         f"{test_sql['precision']:.2f}" if pd.notna(test_sql["precision"]) else "n/a",
     )
     return 0

@@ -8,6 +8,7 @@ information comes with a warning naming the file, the column and the fix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,6 +39,8 @@ AttributeType = Literal["numeric", "categorical"]
 _NUMERIC_SHARE = 0.98  # a string column is numeric when this share of its values parse
 _DATETIME_SHARE = 0.98
 _ID_LIKE_MIN_ROWS = 20  # tiny frames are all-unique by chance; do not call their columns ids
+_ID_WORDS = {"id", "no", "nr", "num", "number", "key", "ref", "#"}
+_IN_TIME_ORDER = 0.98  # rank correlation with created_at of numbers handed out in time order
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,20 @@ class AttributePlan:
     problems: list[str] = field(default_factory=list)
 
 
-def _looks_like_row_id(x: pd.Series, ratio: float) -> bool:
-    """Integer values, (nearly) one per row, and either sorted or a dense range: a row number."""
-    values = x.dropna().to_numpy(dtype="float64")
+def _named_like_an_id(column: str) -> bool:
+    """'Lead Number', 'lead_no', 'RecordID', 'ref #': the last word of the name says id."""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|#", column)
+    return bool(words) and words[-1].lower() in _ID_WORDS
+
+
+def _looks_like_row_id(
+    x: pd.Series, ratio: float, *, column: str = "", created: pd.Series | None = None
+) -> bool:
+    """Integer values, (nearly) one per row, and one more sign of a lead number: sorted, a dense
+    range, a name that says id or number, or values that rise with the creation time (numbers
+    handed out in order, the rows exported in another order)."""
+    kept = x.dropna()
+    values = kept.to_numpy(dtype="float64")
     n = len(values)
     if n < _ID_LIKE_MIN_ROWS or not np.all(values == np.round(values)):
         return False
@@ -62,7 +76,17 @@ def _looks_like_row_id(x: pd.Series, ratio: float) -> bool:
         return False
     monotonic = bool(np.all(np.diff(values) >= 0) or np.all(np.diff(values) <= 0))
     dense = (values.max() - values.min() + 1) <= n / ratio
-    return monotonic or dense
+    if monotonic or dense or _named_like_an_id(column):
+        return True
+    if created is None:
+        return False
+    when = created.reindex(kept.index)
+    both = when.notna().to_numpy()
+    if both.sum() < _ID_LIKE_MIN_ROWS:
+        return False
+    rank_x = pd.Series(values[both]).rank().to_numpy()
+    rank_t = pd.Series(when[both].to_numpy()).rank().to_numpy()
+    return bool(np.corrcoef(rank_x, rank_t)[0, 1] >= _IN_TIME_ORDER)
 
 
 def _infinite(s: pd.Series, parsed: pd.Series, *, file: str, column: str) -> list[str]:
@@ -92,6 +116,9 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
     warnings: list[str] = []
     problems: list[str] = []
     forced_num, forced_cat = set(params.numeric), set(params.categorical)
+    created = leads[CREATED_AT] if CREATED_AT in leads.columns else None
+    if created is not None and not pd.api.types.is_datetime64_any_dtype(created.dtype):
+        created = None  # not parsed (refused): no time order to compare with
     for column in leads.columns:
         if column in _reserved(params):
             continue
@@ -135,7 +162,7 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
             types[column] = "numeric"
             continue
         if pd.api.types.is_numeric_dtype(s.dtype):
-            if _looks_like_row_id(s, params.id_like_unique_ratio):
+            if _looks_like_row_id(s, params.id_like_unique_ratio, column=column, created=created):
                 dropped[column] = "row-number-like"
                 warnings.append(
                     f"{file}: column '{column}' looks like a row number or id (integer, one "
@@ -148,7 +175,9 @@ def plan_attributes(leads: pd.DataFrame, params: DataParams, *, file: str) -> At
         parsed = as_numeric(non_missing)
         share = float(parsed.notna().mean())
         if share >= _NUMERIC_SHARE:
-            if _looks_like_row_id(parsed, params.id_like_unique_ratio):
+            if _looks_like_row_id(
+                parsed, params.id_like_unique_ratio, column=column, created=created
+            ):
                 dropped[column] = "row-number-like"
                 warnings.append(
                     f"{file}: column '{column}' looks like a row number or id (integer, one "

@@ -14,6 +14,7 @@ NUL byte, or bytes that are not in its encoding, is refused with the line that h
 from __future__ import annotations
 
 import codecs
+import csv
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -149,8 +150,22 @@ def _undecodable_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
     return None
 
 
-def _sniff(path: Path) -> tuple[str, str] | None:
+def _sniff_text(path: Path, encoding: str) -> tuple[str, str] | None:
+    """(separator, quote) by Python's sniffer on the file's start, for encodings DuckDB lacks."""
+    with path.open("rb") as f:
+        sample = f.read(_SCAN_BYTES).decode(encoding, errors="replace")
+    lines = sample.splitlines()[:-1] or sample.splitlines()  # the last line may be cut short
+    try:
+        found = csv.Sniffer().sniff("\n".join(lines[:200]), delimiters=",;\t|")
+    except csv.Error:
+        return None
+    return found.delimiter, found.quotechar or '"'
+
+
+def _sniff(path: Path, encoding: str) -> tuple[str, str] | None:
     """(separator, quote) of a CSV file by DuckDB's sniffer, or None when it cannot tell."""
+    if codecs.lookup(encoding).name != "utf-8":
+        return _sniff_text(path, encoding)
     import duckdb
 
     try:
@@ -185,7 +200,9 @@ def _dialect(path: Path, sep: str | None, encoding: str, stamp: tuple[int, int])
                     f"as UTF-8 CSV"
                 ]
             )
-    sniffed = _sniff(path) if sep is None and path.name.lower().endswith(".csv") else None
+    sniffed = (
+        _sniff(path, encoding) if sep is None and path.name.lower().endswith(".csv") else None
+    )
     if sep is not None:
         dialect = CsvDialect(sep, '"', encoding, detected=False)
     elif sniffed is not None:

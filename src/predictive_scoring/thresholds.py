@@ -278,9 +278,12 @@ def threshold_table(
     weeks: float,
     thresholds: Thresholds,
     split: str,
+    per: str = "week",
 ) -> list[dict[str, float | int | str | None]]:
     """One row per stage: volume, precision, cumulative recall, expected and actual conversions.
 
+    ``leads_per_week`` is the volume per ``per``, which the row states (``volume_per``): a week,
+    or for data without dates (``weeks`` 1) the scored batch, e.g. "batch of 1,850 leads".
     ``precision`` is the conversion rate within the stage (None when the stage is empty);
     ``recall`` is the share of all positives at or above the stage's cut-off (None without
     positives).
@@ -306,6 +309,7 @@ def threshold_table(
                 "cutoff": float(cutoffs[stage]),
                 "leads": leads,
                 "leads_per_week": leads / weeks,
+                "volume_per": per,
                 "share": leads / n,
                 "precision": actual / leads if leads else None,
                 "recall": at_or_above / n_pos if n_pos else None,
