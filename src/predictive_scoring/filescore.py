@@ -10,12 +10,18 @@ atomically, with a warnings column and the model's lineage; the scores can go to
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
+import os
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import pandas as pd
 
@@ -28,7 +34,7 @@ from predictive_scoring.scorelog import ScoredBatch, write_scores
 from predictive_scoring.scoring import FRAME_LIMITS, Scorer, results_frame
 from predictive_scoring.timestamps import SERVING
 
-__all__ = ["FileScoreSummary", "score_files"]
+__all__ = ["FileScoreSummary", "remove_stale_temps", "score_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,60 @@ def _read(path: Path, data: DataParams) -> pd.DataFrame:
         raise ScoringInputError(exc.problems[0], field=str(path), loc=[str(path)]) from None
 
 
+def remove_stale_temps(output: Path) -> list[Path]:
+    """Delete the temp files of earlier writes to ``output`` that no live process holds: a
+    scoring run killed while writing leaves one (``.scored.csv.XXXX.tmp``). Returns them."""
+    removed = []
+    for tmp in output.parent.glob(f".{output.name}.*.tmp"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live writer holds it
+        else:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        finally:
+            os.close(fd)
+    if removed:
+        logger.info("removed %d temp file(s) left by a killed run beside %s", len(removed), output)
+    return removed
+
+
+@contextmanager
+def _written(output: Path) -> Iterator[Path]:
+    """A temp path that replaces ``output`` when the block succeeds (:func:`atomic_path`),
+    locked while this process lives so :func:`remove_stale_temps` leaves it alone, and removed
+    on SIGTERM as on SIGINT or an error."""
+    with _terminate_as_exit(), atomic_path(output) as tmp:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield tmp
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit inside the block, so clean-up runs as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_on(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_on)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def score_files(
     *,
     scorer: Scorer,
@@ -73,6 +133,7 @@ def score_files(
     the output is written.
     """
     data = data or DataParams()
+    remove_stale_temps(output)
     now = int(time.time())
     if as_of is not None:
         now = read_time_option(as_of, name="--as-of", policy=SERVING, now=now)
@@ -120,7 +181,7 @@ def score_files(
     for key in LINEAGE_COLUMNS:
         out[key] = lineage[key]
     out["scored_at"] = dt.datetime.fromtimestamp(int(scored_at), dt.UTC).isoformat()
-    with atomic_path(output) as tmp:
+    with _written(output) as tmp:
         out.to_csv(tmp, index=False)
     logger.info("scored %d leads from %s -> %s", summary.n_leads, leads, output)
     if log_store is not None:
