@@ -4,6 +4,7 @@ the one-class label, and the messages that name what the user wrote (issues 14 a
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -228,7 +229,6 @@ def test_the_validate_stage_logs_each_flag_once(
         "  outcomes: null\n  latent: null\n  id_column: null\n  created_column: null\n"
         "  label_column: y\n"
     )
-    sys.path.insert(0, str(REPO / "pipelines"))
     monkeypatch.syspath_prepend(str(REPO))
     from pipelines import validate as stage
 
@@ -305,3 +305,46 @@ def test_volumes_without_dates_are_per_scored_batch() -> None:
     )  # fmt: skip
     assert {r["volume_per"] for r in rows} == {"batch of 4 leads"}
     assert next(r for r in rows if r["stage"] == "SQL")["leads_per_week"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# The generate stage and the recipes
+
+
+def test_generate_skips_the_demo_when_data_dir_is_your_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "params.yaml").write_text(
+        f"generate:\n  n_leads: 100000\ndata:\n  dir: {tmp_path / 'crm'}\n"
+    )
+    monkeypatch.syspath_prepend(str(REPO))
+    from pipelines import generate as stage
+
+    out = tmp_path / "demo"
+    argv = ["generate.py", "--params", str(tmp_path / "params.yaml"), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert stage.main() == 0
+    assert [p.name for p in out.iterdir()] == ["SKIPPED.txt"]
+    assert "data.dir" in (out / "SKIPPED.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "source"),
+    [
+        ("uci", "https://archive.ics.uci.edu/dataset/468/"),
+        ("olist", "https://www.kaggle.com/datasets/olistbr/marketing-funnel-olist"),
+    ],
+)
+def test_a_recipe_without_its_data_blames_src_and_says_where_to_get_it(
+    tmp_path: Path, recipe: str, source: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / recipe / "prepare.py"),
+         "--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    (line,) = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert f"--src {tmp_path / 'nowhere'}" in line and source in line
+    assert "params.yaml" not in line and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
