@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -16,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from predictive_scoring.errors import ConfigError
 
@@ -23,18 +25,21 @@ from predictive_scoring.errors import ConfigError
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 __all__ = [
+    "FIELD_MAP_ENV",
     "STAGES",
     "DataParams",
     "EvaluateParams",
     "ExportParams",
     "FeaturizeParams",
     "GenerateParams",
+    "IngressSettings",
     "MonitorParams",
     "Params",
     "PromoteParams",
     "ThresholdParams",
     "TrainParams",
     "load_params",
+    "read_field_map",
 ]
 
 STAGES: tuple[str, ...] = ("mql", "sql", "opportunity", "won", "lost")
@@ -308,3 +313,89 @@ def load_params(path: str | Path = "params.yaml") -> Params:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime settings: the deployment's, not the model's, so not in params.yaml
+
+FIELD_MAP_ENV = "PREDICTIVE_SCORING_FIELD_MAP"
+
+
+def read_field_map(value: Any) -> dict[str, str]:
+    """A CRM field map as set: a mapping, JSON object text, or the path of a JSON or YAML file
+    holding one (``{"numberofemployees": "employees", "hs_object_id": "lead_id"}``).
+
+    Raises ValueError saying what is wrong and how to write it.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    fix = (
+        f"set {FIELD_MAP_ENV} to a JSON object of CRM field to model input, such as "
+        '{"numberofemployees": "employees", "hs_lead_source": "lead_source"}, or to the path '
+        "of a .json or .yaml file holding one"
+    )
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("{"):
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise ValueError(f"the field map {text!r} is neither JSON nor a file; {fix}")
+            text = path.read_text()
+            if path.suffix.lower() in {".yaml", ".yml"}:
+                value = yaml.safe_load(text)
+                text = ""
+        if text:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"the field map is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"the field map must be a mapping, got {type(value).__name__}; {fix}")
+    pairs: dict[str, str] = {}
+    for crm, target in value.items():
+        texts = isinstance(crm, str) and isinstance(target, str)
+        if not (texts and crm.strip() and target.strip()):
+            raise ValueError(
+                f"the field map entry {crm!r}: {target!r} must map a field name to an input "
+                f"name, both non-empty text; {fix}"
+            )
+        pairs[crm.strip()] = target.strip()
+    targets = list(pairs.values())
+    twice = sorted({t for t in targets if targets.count(t) > 1})
+    if twice:
+        sources = {t: [c for c, x in pairs.items() if x == t] for t in twice}
+        raise ValueError(
+            f"the field map sends several CRM fields to one input: {sources}; keep one of each"
+        )
+    chained = sorted(set(pairs) & {t for c, t in pairs.items() if c != t})
+    if chained:
+        raise ValueError(
+            f"the field map uses {chained} both as a CRM field and as a target; a field is "
+            "renamed once, so map each CRM field straight to the model's input"
+        )
+    return pairs
+
+
+class IngressSettings(BaseSettings):
+    """Runtime settings of every way in (the service, ``predictive-scoring score``, the
+    pyfunc): ``PREDICTIVE_SCORING_*`` variables and ``.env``. The service's settings extend it.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="PREDICTIVE_SCORING_",
+        env_file=".env",
+        extra="ignore",
+        protected_namespaces=(),
+    )
+
+    field_map: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="CRM field name -> model input (lead_id, created_at, as_of or an "
+        "attribute): JSON, or the path of a JSON or YAML file. A CRM then posts its own "
+        "record unchanged (docs/crm.md).",
+    )
+
+    @field_validator("field_map", mode="before")
+    @classmethod
+    def _read_field_map(cls, value: Any) -> dict[str, str]:
+        return read_field_map(value)

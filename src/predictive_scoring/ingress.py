@@ -10,12 +10,17 @@ values as given. :func:`admit` then applies the rules and returns the executor's
   training never saw a negative), categories normalised by the feature definition;
 - limits: leads per call, events per lead, lengths of ids, types and texts, unique ids;
 - what the model never saw: an input never missing in training is required; an unseen category
-  or event type is scored as missing and reported as a :class:`InputWarning`.
+  or event type is scored as missing and reported as a :class:`InputWarning`;
+- the CRM's own field names: a :class:`FieldMap` (the ``PREDICTIVE_SCORING_FIELD_MAP``
+  setting) renames them to the model's inputs, in a JSON record and in a table's columns alike,
+  and :func:`admit` refuses a map whose targets the model does not take.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,7 +29,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from predictive_scoring.errors import ScoringInputError
+from predictive_scoring.config import FIELD_MAP_ENV, IngressSettings
+from predictive_scoring.errors import ConfigError, ScoringInputError
 from predictive_scoring.features import FeatureDefinition, parse_number
 from predictive_scoring.online import LeadBatch
 from predictive_scoring.timestamps import (
@@ -37,7 +43,9 @@ from predictive_scoring.timestamps import (
 )
 
 __all__ = [
+    "LEAD_FIELDS",
     "Admitted",
+    "FieldMap",
     "InputWarning",
     "LeadInput",
     "Limits",
@@ -145,6 +153,114 @@ class Origin:
         return ScoringInputError(f"{where}: {message}", field=name, loc=loc, kind=kind)
 
 
+# The fields of a lead beside its attributes: what a field map may name besides an attribute.
+LEAD_FIELDS = ("lead_id", "created_at", "as_of", "events")
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """The CRM's field names to the model's inputs (``{"numberofemployees": "employees",
+    "hs_object_id": "lead_id"}``), so a CRM can send its own record unchanged.
+
+    A target is a lead field (:data:`LEAD_FIELDS`) or an attribute. The same renaming applies
+    to a JSON record (:meth:`record`, its top level and its ``attributes``) and to a table's
+    columns (:meth:`frame`); a field not in the map keeps its name.
+    """
+
+    pairs: Mapping[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    @classmethod
+    def from_settings(cls) -> FieldMap:
+        """The map of this process's settings (``PREDICTIVE_SCORING_FIELD_MAP``, or ``.env``):
+        what the file scorer and the pyfunc use when their caller names none."""
+        return _settings_map(os.environ.get(FIELD_MAP_ENV))
+
+    def check(self, inputs: ModelInputs) -> None:
+        """Refuse a map that sends a field to something the model does not take."""
+        if not self.pairs:
+            return
+        known = {*LEAD_FIELDS, *inputs.columns}
+        unknown = {crm: target for crm, target in self.pairs.items() if target not in known}
+        if unknown:
+            raise ConfigError(
+                f"{FIELD_MAP_ENV} maps {unknown} to inputs the model does not take; a target "
+                f"is one of {', '.join(LEAD_FIELDS)} or an attribute of the model: "
+                f"{', '.join(inputs.columns) or '(none)'}. Fix the target's spelling or drop "
+                "the entry"
+            )
+
+    def record(self, value: object, *, loc: Sequence[str | int] = ("body",)) -> object:
+        """One JSON lead as the model names it: top-level CRM fields moved to their lead field
+        or into ``attributes``, and CRM names inside ``attributes`` renamed. ``loc`` is the
+        record's place, for the error when a field arrives under both names."""
+        if not self.pairs or not isinstance(value, dict):
+            return value
+        given = value.get("attributes")
+        attributes = dict(given) if isinstance(given, dict) else None
+        out: dict[str, object] = {}
+        moved: dict[str, object] = {}
+        for key, item in value.items():
+            target = self.pairs.get(key)
+            if target is None:
+                out[key] = item
+            elif target in LEAD_FIELDS:
+                self._once(target, key, value, loc)
+                out[target] = item
+            else:
+                self._once(target, key, attributes or {}, [*loc, "attributes"])
+                moved[target] = item
+        if attributes is not None:
+            for key in [k for k in attributes if k in self.pairs]:
+                target = self.pairs[key]
+                self._once(target, key, attributes, [*loc, "attributes"])
+                attributes[target] = attributes.pop(key)
+        if moved or attributes is not None:
+            out["attributes"] = {**(attributes or {}), **moved}
+        return out
+
+    def frame(self, frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
+        """A table with its CRM columns renamed to the model's inputs."""
+        names = {c: self.pairs[c] for c in frame.columns if c in self.pairs}
+        if not names:
+            return frame
+        for crm, target in names.items():
+            if target in frame.columns:
+                raise ScoringInputError(
+                    f"{source}: both '{crm}' (mapped to '{target}' by {FIELD_MAP_ENV}) and "
+                    f"'{target}' are columns; drop one",
+                    field=target,
+                    loc=[source, crm],
+                    kind="field_map",
+                )
+        return frame.rename(columns=names)
+
+    def _once(
+        self, target: str, crm: str, fields: Mapping[str, object], loc: Sequence[str | int]
+    ) -> None:
+        if target != crm and target in fields:
+            raise ScoringInputError(
+                f"both '{crm}' (mapped to '{target}' by {FIELD_MAP_ENV}) and '{target}' are "
+                "given; send one of them",
+                field=crm,
+                loc=[*loc, crm],
+                kind="field_map",
+            )
+
+
+@functools.lru_cache(maxsize=8)
+def _settings_map(_env_value: str | None) -> FieldMap:
+    """The settings' map, read once per value of the variable (a ``.env`` is read once)."""
+    from pydantic import ValidationError
+
+    try:
+        return FieldMap(IngressSettings().field_map)
+    except ValidationError as exc:
+        raise ConfigError(f"{FIELD_MAP_ENV}: {exc.errors()[0]['msg']}") from None
+
+
 @dataclass
 class RawLeads:
     """Leads as a decoder found them: values as given, events flattened in lead order.
@@ -162,6 +278,7 @@ class RawLeads:
     event_ts: Sequence[object]
     event_at: np.ndarray
     origin: Origin = field(default_factory=Origin)
+    fields: FieldMap = field(default_factory=FieldMap)  # the CRM names it was built through
 
     def __len__(self) -> int:
         return len(self.lead_ids)
@@ -338,6 +455,7 @@ def admit(raw: RawLeads, inputs: ModelInputs, *, limits: Limits, now: int) -> Ad
     """Apply every input rule to ``raw``; raises :class:`ScoringInputError` at the first
     problem, naming its place and the fix."""
     origin, n, numbers = raw.origin, len(raw), limits.times.numbers
+    raw.fields.check(inputs)
     if limits.max_leads is not None and n > limits.max_leads:
         raise origin.top(
             "leads",
@@ -560,10 +678,12 @@ def _admit_event_types(
 # Decoders' common shapes: mappings, frames, Python objects
 
 
-def raw_from_objects(leads: Sequence[Any], *, origin: Origin) -> RawLeads:
+def raw_from_objects(
+    leads: Sequence[Any], *, origin: Origin, fields: FieldMap | None = None
+) -> RawLeads:
     """Decoded leads: objects with ``lead_id``, ``attributes`` (a mapping), ``created_at``,
     ``as_of`` and ``events`` (objects with ``event_type`` and ``ts``), as msgspec and pydantic
-    decode them."""
+    decode them; ``fields``: the map their JSON went through (:meth:`FieldMap.record`)."""
     events = [lead.events for lead in leads]
     sizes = [len(e) for e in events]
     flat = [e for lead_events in events for e in lead_events]
@@ -579,6 +699,7 @@ def raw_from_objects(leads: Sequence[Any], *, origin: Origin) -> RawLeads:
         event_ts=[e.ts for e in flat],
         event_at=_positions(sizes),
         origin=origin,
+        fields=fields or FieldMap(),
     )
 
 
@@ -654,8 +775,12 @@ def raw_from_frames(
     event_id_column: str = "lead_id",
     event_type_column: str = "event_type",
     event_time_column: str = "ts",
+    fields: FieldMap | None = None,
 ) -> RawLeads:
-    """A leads table and an optional events table (rows of files) as raw leads."""
+    """A leads table and an optional events table (rows of files) as raw leads; columns named
+    in ``fields`` (default: the settings' :meth:`FieldMap.from_settings`) are renamed first."""
+    fields = FieldMap.from_settings() if fields is None else fields
+    leads = fields.frame(leads, source=source)
     _require(leads, [id_column], source)
     part = _lead_part(leads, id_column, created_column, as_of_column, skip=())
     columns = {
@@ -685,7 +810,13 @@ def raw_from_frames(
         types = [all_types[k] for k in at.tolist()]
         ts = events[event_time_column].iloc[at].reset_index(drop=True)
     return RawLeads(
-        event_lead=rows, event_type=types, event_ts=ts, event_at=at, origin=origin, **part
+        event_lead=rows,
+        event_type=types,
+        event_ts=ts,
+        event_at=at,
+        origin=origin,
+        fields=fields,
+        **part,
     )
 
 
@@ -697,12 +828,16 @@ def raw_from_nested(
     id_column: str = "lead_id",
     created_column: str = "created_at",
     as_of_column: str = "as_of",
+    fields: FieldMap | None = None,
 ) -> RawLeads:
     """One frame whose ``events_column`` holds each lead's events (the MLflow pyfunc's input).
 
     A cell is JSON text or a list of mappings with ``event_type`` and ``ts``; an empty or
-    missing cell is a lead without events.
+    missing cell is a lead without events. Columns named in ``fields`` (default: the settings'
+    :meth:`FieldMap.from_settings`) are renamed first.
     """
+    fields = FieldMap.from_settings() if fields is None else fields
+    leads = fields.frame(leads, source=source)
     _require(leads, [id_column], source)
     part = _lead_part(leads, id_column, created_column, as_of_column, skip=(events_column,))
     origin = Origin(source=source, table=True, columns={"events": events_column})
@@ -725,6 +860,7 @@ def raw_from_nested(
         event_ts=[item.get("ts") for item in flat],
         event_at=_positions(sizes),
         origin=origin,
+        fields=fields,
         **part,
     )
 

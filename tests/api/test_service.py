@@ -614,3 +614,55 @@ def test_the_api_pages_load_only_local_assets(client: TestClient, page: str) -> 
         assert len(asset.content) > 100, url
     # nothing else fetched from elsewhere: no absolute URL left in the page
     assert not re.findall(r"""["'(](?:https?:)?//[^"')]+""", html.text), html.text
+
+
+# --- a CRM posts its own record ----------------------------------------------------------------
+HUBSPOT_MAP = {
+    "hs_object_id": "lead_id",
+    "createdate": "created_at",
+    "industry": "industry",
+    "numberofemployees": "employees",
+    "jobtitle": "job_title",
+    "email": "email",
+}
+
+
+def test_a_hubspot_record_is_scored_as_sent(
+    live_bundle: Path, leads: list[dict[str, Any]]
+) -> None:
+    lead = {**leads[0], "events": []}  # a CRM record carries no engagement log
+    attributes = lead["attributes"]
+    record = {  # what a HubSpot workflow's webhook sends: the contact's own property names
+        "hs_object_id": "12345",
+        "createdate": lead["created_at"],
+        "industry": attributes["industry"],
+        "numberofemployees": str(int(attributes["employees"])),  # HubSpot sends text
+        "jobtitle": attributes["job_title"],
+        "email": attributes["email"],
+        "as_of": lead["as_of"],
+    }
+    app = create_app(make_settings(live_bundle, field_map=json.dumps(HUBSPOT_MAP)))
+    with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
+        crm = c.post("/v1/score", json=record)
+        ours = c.post("/v1/score", json=lead)
+        unmapped = c.post("/v1/score", json={**record, "hs_lead_status": "NEW"})
+    assert crm.status_code == 200, crm.text
+    assert crm.json()["lead_id"] == "12345"
+    assert crm.json()["probability"] == ours.json()["probability"]
+    assert unmapped.status_code == 422 and error_names(unmapped, "hs_lead_status")
+
+
+def test_a_map_to_an_input_the_model_lacks_is_refused_at_start(
+    live_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="predictive_scoring")
+    settings = make_settings(live_bundle, field_map={"numberofemployees": "employes"})
+    with TestClient(create_app(settings), headers={"X-API-Key": ADMIN_KEY}) as c:
+        assert c.get("/readyz").status_code == 503
+        refused = c.post("/v1/admin/reload")
+    assert refused.status_code == 409
+    assert "'numberofemployees': 'employes'" in refused.json()["detail"][0]["msg"]
+    logged = [r.getMessage() for r in caplog.records if "model load refused" in r.getMessage()]
+    assert logged and "does not take" in logged[0]
+    with pytest.raises(ValueError, match="not valid JSON"):
+        make_settings(live_bundle, field_map="{numberofemployees")

@@ -19,10 +19,12 @@ import pytest
 from tests.scorers import NOW, build_scorer
 
 from predictive_scoring.batch import category_expr
-from predictive_scoring.errors import ScoringInputError
+from predictive_scoring.config import FIELD_MAP_ENV, read_field_map
+from predictive_scoring.errors import ConfigError, ScoringInputError
 from predictive_scoring.features import build_definition
 from predictive_scoring.filescore import score_files
 from predictive_scoring.ingress import (
+    FieldMap,
     LeadInput,
     Limits,
     ModelInputs,
@@ -385,3 +387,116 @@ def test_the_score_command_reads_the_export_as_named(tmp_path: Path) -> None:
     assert scored["Lead Id"].tolist() == ["a", "b"]
     assert "Space Mining" in scored["warnings"].iloc[1] and pd.isna(scored["warnings"].iloc[0])
     assert "industry=Space Mining: 1 lead(s)" in done.output
+
+
+# --------------------------------------------------------------------------------------------
+# The CRM's own field names: one map, every way in
+
+HUBSPOT = FieldMap(
+    {
+        "hs_object_id": "lead_id",
+        "createdate": "created_at",
+        "industry": "industry",  # a flat record's field named as the model's: listed as itself
+        "numberofemployees": "employees",
+        "jobtitle": "job_title",
+    }
+)
+PLAIN = {**LEAD, "events": []}  # a CRM record carries no engagement log
+
+
+def test_a_crm_record_scores_as_the_same_lead_named_the_models_way() -> None:
+    record = {
+        "hs_object_id": "L-1",
+        "createdate": CREATED,
+        "industry": "software",
+        "numberofemployees": "250",  # CRMs send numbers as text
+        "jobtitle": "VP Marketing",
+    }
+    raw = decode_leads(json.dumps(record).encode(), batch=False, fields=HUBSPOT)
+    scored = SCORER.score_admitted(SCORER.admit(raw, now=NOW, limits=SERVICE), n_reasons=0)[0]
+    assert (scored.lead_id, scored.probability) == ("L-1", _json(PLAIN).probability)
+    inside = {**PLAIN, "attributes": {"numberofemployees": 250, "jobtitle": "VP Marketing"}}
+    inside["attributes"]["industry"] = "software"
+    batch = json.dumps({"leads": [inside]}).encode()
+    raw = decode_leads(batch, batch=True, fields=HUBSPOT)
+    again = SCORER.score_admitted(SCORER.admit(raw, now=NOW, limits=SERVICE), n_reasons=0)[0]
+    assert again.probability == scored.probability
+
+
+def test_a_crm_export_and_the_pyfunc_frame_take_the_map_of_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = _json(PLAIN).probability
+    export = pd.DataFrame(
+        {
+            "Id": ["L-1"],
+            "CreatedDate": [CREATED],
+            "Industry": ["software"],
+            "NumberOfEmployees": [250],
+            "Title": ["VP Marketing"],
+        }
+    )
+    salesforce = {
+        "Id": "lead_id",
+        "CreatedDate": "created_at",
+        "Industry": "industry",
+        "NumberOfEmployees": "employees",
+        "Title": "job_title",
+    }
+    explicit = raw_from_frames(export, None, fields=FieldMap(salesforce))
+    scored = SCORER.score_admitted(SCORER.admit(explicit, now=NOW, limits=FRAME_LIMITS))[0]
+    assert scored.probability == expected
+    monkeypatch.setenv(FIELD_MAP_ENV, json.dumps(salesforce))  # the setting, read by the ingress
+    assert score_nested(SCORER, export, now=NOW)["probability"].iloc[0] == expected
+    export.to_csv(tmp_path / "leads.csv", index=False)
+    out = tmp_path / "scored.csv"
+    score_files(
+        scorer=SCORER,
+        leads=tmp_path / "leads.csv",
+        events=None,
+        output=out,
+        as_of="2023-11-14T22:13:20Z",
+    )
+    assert pd.read_csv(out)["probability"].iloc[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_map_to_an_input_the_model_does_not_take_is_refused_naming_it() -> None:
+    wrong = FieldMap({"numberofemployees": "employes"})
+    raw = decode_leads(json.dumps(PLAIN).encode(), batch=False, fields=wrong)
+    with pytest.raises(ConfigError) as info:
+        SCORER.admit(raw, now=NOW, limits=SERVICE)
+    assert "'numberofemployees': 'employes'" in str(info.value)
+    assert FIELD_MAP_ENV in str(info.value) and "employees" in str(info.value)
+
+
+def test_a_field_sent_under_both_names_is_refused_naming_it() -> None:
+    both = {**PLAIN, "attributes": {"employees": 250, "numberofemployees": 300}}
+    with pytest.raises(ScoringInputError) as info:
+        decode_leads(json.dumps({"leads": [both]}).encode(), batch=True, fields=HUBSPOT)
+    assert info.value.loc == ["body", "leads", 0, "attributes", "numberofemployees"]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("{not json", "not valid JSON"),
+        ("/nowhere/map.json", "neither JSON nor a file"),
+        ('["a", "b"]', "neither JSON nor a file"),
+        ('{"a": 1}', "must map a field name to an input"),
+        ('{"a": "employees", "b": "employees"}', "several CRM fields to one input"),
+        ('{"a": "b", "b": "employees"}', "both as a CRM field and as a target"),
+    ],
+)
+def test_a_malformed_map_says_what_is_wrong(value: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        read_field_map(value)
+
+
+def test_a_map_may_live_in_a_yaml_or_json_file(tmp_path: Path) -> None:
+    (tmp_path / "map.yaml").write_text("NumberOfEmployees: employees\nLeadSource: lead_source\n")
+    (tmp_path / "map.json").write_text('{"NumberOfEmployees": "employees"}')
+    assert read_field_map(str(tmp_path / "map.yaml")) == {
+        "NumberOfEmployees": "employees",
+        "LeadSource": "lead_source",
+    }
+    assert read_field_map(str(tmp_path / "map.json")) == {"NumberOfEmployees": "employees"}

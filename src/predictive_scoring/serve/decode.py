@@ -9,6 +9,7 @@ were sent, to :func:`predictive_scoring.ingress.admit`, which owns every rule.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -17,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from predictive_scoring.errors import RequestProblem
-from predictive_scoring.ingress import Origin, RawLeads, raw_from_objects
+from predictive_scoring.ingress import FieldMap, Origin, RawLeads, raw_from_objects
 from predictive_scoring.scoring import ScoreResult
 from predictive_scoring.serve.schemas import BatchRequest, LeadIn
 
@@ -67,12 +68,42 @@ def _fast(body: bytes, *, batch: bool) -> list[Any] | None:
         return None
 
 
-def decode_leads(body: bytes, *, batch: bool) -> RawLeads:
-    """A ``LeadIn`` body (``batch=False``) or a ``BatchRequest`` body, values as sent.
+def _renamed(body: bytes, *, batch: bool, fields: FieldMap) -> bytes:
+    """The body with the CRM's field names renamed by the ingress's map. The standard library's
+    JSON keeps numbers as sent (a huge integer too); a body that is not strict JSON (NaN) is
+    left for the decoders to refuse."""
+    try:
+        value = json.loads(body, parse_constant=_not_json)
+    except ValueError:
+        return body
+    if not batch:
+        return _dumps(fields.record(value))
+    if isinstance(value, dict) and isinstance(value.get("leads"), list):
+        leads = value["leads"]
+        value = {
+            **value,
+            "leads": [fields.record(v, loc=["body", "leads", i]) for i, v in enumerate(leads)],
+        }
+    return _dumps(value)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+
+
+def decode_leads(body: bytes, *, batch: bool, fields: FieldMap | None = None) -> RawLeads:
+    """A ``LeadIn`` body (``batch=False``) or a ``BatchRequest`` body, values as sent; with
+    ``fields``, a lead may use the CRM's names (:meth:`FieldMap.record` renames them).
 
     Raises :class:`RequestProblem` (400) for a body that is not JSON, and
     :class:`RequestValidationError` (FastAPI's 422 shape) for JSON of the wrong shape.
     """
+    if fields:
+        body = _renamed(body, batch=batch, fields=fields)
     leads = _fast(body, batch=batch)
     if leads is None:
         leads = (
@@ -80,7 +111,7 @@ def decode_leads(body: bytes, *, batch: bool) -> RawLeads:
             if batch
             else [validate_json(_LEAD_MODEL, body)]
         )
-    return raw_from_objects(leads, origin=Origin(source="body", batch=batch))
+    return raw_from_objects(leads, origin=Origin(source="body", batch=batch), fields=fields)
 
 
 def validate_json(model: TypeAdapter[T], body: bytes) -> T:

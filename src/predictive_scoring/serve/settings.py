@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from predictive_scoring.config import IngressSettings
 
 __all__ = ["Settings"]
 
@@ -20,8 +22,12 @@ def _split_keys(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
-    """Everything the service reads at start-up; keys are secrets and never shown in reprs."""
+class Settings(IngressSettings):
+    """Everything the service reads at start-up; keys are secrets and never shown in reprs.
+
+    The settings of every way in (``field_map``, the CRM's field names) come from
+    :class:`~predictive_scoring.config.IngressSettings`.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="PREDICTIVE_SCORING_",

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from predictive_scoring.errors import BundleError, redact
+from predictive_scoring.ingress import FieldMap
 from predictive_scoring.scoring import LeadInput, Scorer
 from predictive_scoring.serve.settings import Settings
 
@@ -81,6 +82,7 @@ class ModelHolder:
         probe: Callable[[Settings], str] | None = None,
     ) -> None:
         self.settings = settings
+        self.fields = FieldMap(settings.field_map)
         self._load = load
         # A cheap identity of what the loader would load (the alias's version, the bundle file
         # on disk): a poll that finds it unchanged loads nothing.
@@ -94,6 +96,7 @@ class ModelHolder:
 
     def _load_checked(self) -> ModelHandle:
         scorer = self._load(self.settings)
+        self.fields.check(scorer.inputs)  # a map naming inputs this model lacks is refused
         _smoke_test(scorer)
         return ModelHandle.of(scorer)
 

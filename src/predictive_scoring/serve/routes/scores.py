@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from predictive_scoring.ingress import Limits
+from predictive_scoring.ingress import FieldMap, Limits
 from predictive_scoring.scorelog import ScoredBatch, ScoreLog
 from predictive_scoring.serve.decode import decode_leads, json_body, result_dict
 from predictive_scoring.serve.deps import Scoring, ScoringContext
@@ -61,10 +61,11 @@ def _score(
     n_reasons: int,
     model: ModelHandle,
     limits: Limits,
+    fields: FieldMap,
     metrics: ServiceMetrics,
     log: ScoreLog | None,
 ) -> dict[str, Any]:
-    raw = decode_leads(body, batch=batch)
+    raw = decode_leads(body, batch=batch, fields=fields)
     now = time.time()
     admitted = model.scorer.admit(raw, now=int(now), limits=limits)
     results, features = model.scorer.score_admitted_with_features(admitted, n_reasons=n_reasons)
@@ -98,6 +99,7 @@ async def _answer(
         n_reasons=ctx.settings.n_reasons if reasons else 0,
         model=ctx.model,
         limits=ctx.limits,
+        fields=request.app.state.holder.fields,
         metrics=ctx.metrics,
         log=request.app.state.score_log,
     )
