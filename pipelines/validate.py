@@ -33,11 +33,10 @@ def main() -> int:
         report = validate(
             params.data, root=Path(params.data.dir), target_stage=params.featurize.target_stage
         )
-        for flag in report.leakage if not params.data.strict else []:
-            logger.warning("possible leakage: %s", flag.message())
-        for flag in report.review:
-            logger.warning("%s", flag.message())
+        # Each flag is said once: as a warning, or (strict) in the error that stops the stage.
         raise_if_strict(report.leakage, params.data)
+        for flag in [*report.leakage, *report.review]:
+            logger.warning("%s", flag.message())
     except PredictiveScoringError as exc:
         logger.error("validate failed (%s kept as it was): %s", args.report, failure_text(exc))
         return 1
