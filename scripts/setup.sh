@@ -35,8 +35,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     && command -v apt-get >/dev/null 2>&1; then
     echo "==> apt-get install ${missing[*]} (for the Spark and browser tests)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null; }; then
+      echo "error: apt-get could not install ${missing[*]}; install it yourself, or set" \
+        "PREDICTIVE_SCORING_SYSTEM_PACKAGES=0 to go on without it (its tests then skip)" >&2
+      exit 1
+    fi
   else
     echo "note: ${missing[*]} not installed; the tests that need it skip" \
       "(install it with: sudo apt-get install -y ${missing[*]})"
