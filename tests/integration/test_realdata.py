@@ -51,6 +51,7 @@ def test_olist_recipe_reaches_the_target_auc(olist_params) -> None:  # type: ign
     data = olist_params.data
     report = validate(data, root=Path(data.dir))
     assert report.n_leads == 8000 and report.leakage == []
+    assert report.review == []  # origin and landing page are known at first contact
     raw = load_raw(data, root=Path(data.dir))
     features = featurize_dataset(raw, data, olist_params.featurize)
     assert features.summary["split"] == "time"
@@ -70,6 +71,7 @@ def test_olist_closed_deal_columns_are_flagged_and_strict_fails(
     report = validate(data, root=tmp_path)
     flagged = {flag.column for flag in report.leakage}
     assert flagged == set(OLIST_CLOSED_DEAL_COLUMNS)
+    assert not {flag.column for flag in report.review} & flagged  # a leak is not also "review"
     with pytest.raises(LeakageError, match="declared_monthly_revenue"):
         raise_if_strict(report.leakage, data)
 
@@ -82,6 +84,7 @@ def test_uci_shoppers_validates_and_page_values_is_below_the_flag(tmp_path: Path
     assert report.n_leads == 12330
     assert report.label_rate == pytest.approx(0.155, abs=0.001)
     assert report.leakage == []  # PageValues separates with AUC ~0.86, under leakage_auc 0.9
+    assert report.review == []  # ...and is never missing, so it is no post-contact field either
     raw = load_raw(data, root=tmp_path)
     auc = rank_auc(raw.leads["PageValues"].to_numpy(), raw.leads["label"].to_numpy())
     assert 0.8 < auc < data.leakage_auc
