@@ -327,7 +327,7 @@ def report(
     params: ParamsOption = Path("params.yaml"),
     output: Annotated[Path, typer.Option(help="HTML file to write")] = Path("reports/funnel.html"),
 ) -> None:
-    """Write the funnel report (stage volumes, conversion, timing, lift) as one HTML file."""
+    """Write the funnel report, one offline HTML page: a summary, volumes, conversion, lift."""
     from predictive_scoring.funnel import write_funnel_report
 
     try:
