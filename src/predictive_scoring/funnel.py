@@ -752,8 +752,8 @@ def _summary_html(summary: FunnelSummary) -> str:
     elif summary.n_leads:
         parts.append(
             f"<p><b>{summary.conversions:,}</b> of <b>{summary.n_leads:,}</b> leads "
-            f"({summary.conversions / summary.n_leads:.1%}) converted "
-            f"({html.escape(summary.target)}).</p>"
+            f"({summary.conversions / summary.n_leads:.1%}) converted (label column "
+            f"'{html.escape(summary.target)}').</p>"
         )
     if summary.median_days:
         steps = " &middot; ".join(

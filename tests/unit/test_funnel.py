@@ -349,8 +349,10 @@ def test_summary_opens_the_report(
 
 
 def test_summary_of_a_flat_export_says_how_many_converted() -> None:
-    summary = summarise_funnel(label=pd.Series([1, 0, 0, 1]), target="converted", horizon_days=90)
+    summary = summarise_funnel(label=pd.Series([1, 0, 0, 1]), target="Converted", horizon_days=90)
     assert summary.stages == [] and summary.conversions == 2 and summary.n_leads == 4
+    page = render_html(FunnelReport(title="t", summary=summary))
+    assert "<b>2</b> of <b>4</b> leads (50.0%) converted (label column 'Converted')" in page
 
 
 def test_tables_show_no_row_numbers_and_readable_cells(
