@@ -5,9 +5,9 @@
 #
 # A re-run with nothing changed takes a second: .venv/.setup-stamp records a hash of
 # pyproject.toml, the extras and the Python version, and pip runs only when one of them changed
-# (--force runs it anyway). As root on Debian it also installs what some tests need outside
-# Python: Java for the Spark tests (spark extra) and Chromium for the browser tests (dev extra);
-# set PREDICTIVE_SCORING_SYSTEM_PACKAGES=0 to leave the system alone.
+# (--force runs it anyway). As root on Debian it also installs what is missing outside Python:
+# python3-venv for Debian's python3, Java for the Spark tests (spark extra) and Chromium for the
+# browser tests (dev extra); set PREDICTIVE_SCORING_SYSTEM_PACKAGES=0 to leave the system alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -30,10 +30,14 @@ has_extra() { case ",$EXTRAS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 missing=()
 if has_extra spark && ! command -v java >/dev/null 2>&1; then missing+=(default-jre-headless); fi
 if has_extra dev && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
+# Debian's python3 makes a venv only with python3-venv (ensurepip)
+if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${PREDICTIVE_SCORING_SYSTEM_PACKAGES:-1}" != 0 ] && [ "$(id -u)" = 0 ] \
     && command -v apt-get >/dev/null 2>&1; then
-    echo "==> apt-get install ${missing[*]} (for the Spark and browser tests)"
+    echo "==> apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null; }; then
