@@ -16,7 +16,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_the_lowest_band_has_the_apis_name(doc: Path) -> None:
     text = doc.read_text(encoding="utf-8")
-    pools = [m.group(0) for m in re.finditer(r"(?<!thread )(?<!thread-)\bpool\b", text, re.I)]
+    # "the pool" or a `pool` stage or band; a thread or connection pool is another thing
+    band = r"\bthe pool\b|`pool`|\bpool (?:stage|band)\b"
+    pools = [m.group(0) for m in re.finditer(band, text, re.I)]
     assert pools == [], f"{doc.name} calls the lowest band 'pool'; the API says {STAGE_NAMES[-1]}"
 
 
