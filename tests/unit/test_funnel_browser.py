@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.browser import is_local, visit
+from tests.browser import CHROMIUM_ENV, is_local, visit
 
 from predictive_scoring.config import DataParams, GenerateParams, Params
 from predictive_scoring.funnel import build_funnel_report, render_html
@@ -65,3 +65,12 @@ def test_the_check_sees_an_external_request_and_a_console_error(tmp_path: Path) 
     found = visit(page.as_uri())
     assert found.external_requests == ["https://cdn.example.com/x.png"]
     assert "broken" in found.console_errors
+
+
+def test_without_chromium_the_browser_tests_skip_saying_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(CHROMIUM_ENV, str(tmp_path / "no-such-chromium"))
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        visit((tmp_path / "any.html").as_uri())
+    assert "apt-get install -y chromium" in str(skipped.value)
