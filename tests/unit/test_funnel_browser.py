@@ -70,6 +70,7 @@ def test_the_check_sees_an_external_request_and_a_console_error(tmp_path: Path) 
 def test_without_chromium_the_browser_tests_skip_saying_how_to_get_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    pytest.importorskip("playwright", reason="the dev extra's playwright is checked first")
     monkeypatch.setenv(CHROMIUM_ENV, str(tmp_path / "no-such-chromium"))
     with pytest.raises(pytest.skip.Exception) as skipped:
         visit((tmp_path / "any.html").as_uri())
