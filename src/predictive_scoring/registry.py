@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ __all__ = [
     "model_requirements",
     "promote_challenger",
     "pyfunc_input_frame",
+    "runs_view_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,46 @@ def _store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def ensure_experiment(name: str, *, root: str | Path = ".") -> str:
+# A saved view of the runs table: MLflow's "Views" menu lists it, and the URL
+# #/experiments/<id>/runs?workflowType=machine_learning&viewStateShareKey=<key> opens on it.
+RUNS_VIEW_KEY = "test-metrics"
+_VIEW_TAG = "mlflow.sharedViewState."
+
+
+def _runs_view(metrics: Sequence[str], params: Sequence[str]) -> str:
+    """The saved view MLflow's UI reads: these columns, the best first metric on top."""
+    columns = [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in params]
+    state: dict[str, Any] = {
+        "selectedColumns": ["attributes.`Description`", "attributes.`Models`", *columns]
+    }
+    if metrics:
+        state |= {"orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": False}
+    return json.dumps(
+        {"name": "Test metrics", "createdAt": 0, "updatedAt": 0, "state": json.dumps(state)}
+    )
+
+
+def runs_view_url(experiment_id: str) -> str:
+    """The part of an MLflow UI address that opens the experiment's runs on the saved view."""
+    return (
+        f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        f"&viewStateShareKey={RUNS_VIEW_KEY}"
+    )
+
+
+def ensure_experiment(
+    name: str,
+    *,
+    root: str | Path = ".",
+    view_metrics: Sequence[str] = (),
+    view_params: Sequence[str] = (),
+) -> str:
     """Create the experiment if needed, as a model-training one; returns its id.
 
     The project's own store keeps artifacts in ``mlruns/`` at the project root (MLflow's default
-    is the working directory, which for a queued experiment DVC deletes afterwards).
+    is the working directory, which for a queued experiment DVC deletes afterwards). With
+    ``view_metrics``/``view_params``, the experiment's saved runs view shows them as columns
+    (:func:`runs_view_url`).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -129,20 +165,18 @@ def ensure_experiment(name: str, *, root: str | Path = ".") -> str:
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri exports it
     uri = default_tracking_uri(root)
     mlflow.set_tracking_uri(uri)
+    tags = {EXPERIMENT_KIND_TAG: TRAINING_KIND}
+    if view_metrics or view_params:
+        tags[_VIEW_TAG + RUNS_VIEW_KEY] = _runs_view(view_metrics, view_params)
     with _store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(name)
         if exp is None:
             location = str(_project_root(root) / "mlruns" / name) if own_store else None
-            return str(
-                client.create_experiment(
-                    name,
-                    artifact_location=location,
-                    tags={EXPERIMENT_KIND_TAG: TRAINING_KIND},
-                )
-            )
-        if EXPERIMENT_KIND_TAG not in exp.tags:
-            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+            return str(client.create_experiment(name, artifact_location=location, tags=tags))
+        for key, value in tags.items():
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return str(exp.experiment_id)
 
 
@@ -465,17 +499,15 @@ def _version_description(scorer: Scorer, metrics: Mapping[str, float], run_id: s
 
 
 def _test_metrics(scorer: Scorer, client: Any, run_id: str) -> dict[str, float]:
-    """The test metrics as ``test_<metric>``: those the run logged (evaluate logs the metrics
-    file there), else the metrics file the bundle carries, whichever way it spells them."""
-    logged = client.get_run(run_id).data.metrics
-    found = {k: float(v) for k, v in logged.items() if k.startswith("test_")}
-    if found:
-        return found
-    return {
+    """The test metrics as ``test_<metric>``: the metrics file the bundle carries (every metric,
+    whichever way it spells them), with the ones the run logged taking precedence."""
+    found = {
         (k if k.startswith("test_") else f"test_{k}"): float(v)
         for k, v in (scorer.metadata.get("metrics") or {}).items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+    logged = client.get_run(run_id).data.metrics
+    return found | {k: float(v) for k, v in logged.items() if k.startswith("test_")}
 
 
 def log_bundle_model(

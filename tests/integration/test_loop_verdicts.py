@@ -30,13 +30,12 @@ from predictive_scoring.evaluate import evaluate_predictions
 from predictive_scoring.filescore import score_files
 from predictive_scoring.monitor import monitored_model, run_monitor
 from predictive_scoring.outcomes import check_outcomes, read_outcome_file, store_outcomes
-from predictive_scoring.profile import build_reference, capacity_agreement
+from predictive_scoring.profile import monitor_metadata
 from predictive_scoring.scoring import Scorer
 from predictive_scoring.simulate import Shift, ShiftKind, scoring_schedule, simulate_period
 from predictive_scoring.synth import generate_demo
 from predictive_scoring.thresholds import choose_thresholds, threshold_table
 from predictive_scoring.train import (
-    encode_frame,
     scorer_probabilities,
     staging_scorer,
     train_model,
@@ -109,19 +108,11 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, params: Params) -> Scorer:
         thresholds=thresholds,
         metadata={"name": "lead-scoring", "version": "loop-1", "metrics": metrics},
     )
-    test = features.frames["test"]
-    reference = build_reference(
-        encode_frame(test, scorer.definition, scorer.levels),
-        scorer_probabilities(scorer, test),
-        feature_names=scorer.feature_names,
-        levels=scorer.levels,
-        split="test",
-        label={
-            "target_stage": params.featurize.target_stage,
-            "horizon_days": params.featurize.horizon_days,
-        },
-    )
-    scorer.metadata.update(reference=reference.to_dict(), capacity=capacity_agreement(table))
+    label = {
+        "target_stage": params.featurize.target_stage,
+        "horizon_days": params.featurize.horizon_days,
+    }
+    scorer.metadata.update(monitor_metadata(scorer, features.frames["test"], table, label=label))
     return Scorer.load(scorer.save(work / "bundle"))
 
 
