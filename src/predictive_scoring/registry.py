@@ -396,10 +396,11 @@ def fail_interrupted_runs(experiment: str, *, root: str | Path = ".") -> list[st
 
 def _remove_unpublished_versions(client: Any) -> None:
     """Delete the versions a dead export registered but never published with an alias."""
-    for mv in client.search_model_versions(f"tags.`{PENDING_TAG}` != ''"):
-        owner = mv.tags.get(PENDING_TAG)
+    for found in client.search_model_versions(f"tags.`{PENDING_TAG}` != ''"):
+        owner = found.tags.get(PENDING_TAG)
         if owner is None or _owner_alive(owner):
             continue
+        mv = client.get_model_version(found.name, found.version)  # a search omits aliases
         if mv.aliases:  # published, then killed before tidying up: the version stands
             client.delete_model_version_tag(mv.name, mv.version, PENDING_TAG)
             continue

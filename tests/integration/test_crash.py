@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -230,3 +231,36 @@ def test_killed_file_scoring_leaves_the_old_output_and_the_next_run_cleans_up(
         assert _temps(output) == [held]
     held.unlink()
     assert len(pd.read_csv(output)) == 60
+
+
+def test_the_next_start_settles_only_what_dead_processes_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs and versions owned by a live process, or by no known one, are left alone; a version
+    published before its owner died keeps its alias."""
+    from predictive_scoring.registry import _owner_token, fail_interrupted_runs
+
+    monkeypatch.delenv("MLFLOW_RUN_CONTEXT", raising=False)  # restored after the test
+    client = _client(tmp_path)
+    exp = client.create_experiment("lead-scoring", artifact_location=str(tmp_path / "mlruns"))
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = f"{_owner_token().partition(':')[0]}:{proc.pid}:1"
+    runs = {
+        "dead": client.create_run(exp, tags={OWNER_TAG: dead}),
+        "alive": client.create_run(exp, tags={OWNER_TAG: _owner_token()}),
+        "unknown": client.create_run(exp),
+    }
+    client.create_registered_model(MODEL)
+    for _ in range(2):
+        client.create_model_version(MODEL, "file:///nowhere", tags={PENDING_TAG: dead})
+    client.set_registered_model_alias(MODEL, "challenger", "2")  # published, then killed
+
+    failed = fail_interrupted_runs("lead-scoring", root=tmp_path)
+    assert failed == [runs["dead"].info.run_id]
+    status = {k: client.get_run(r.info.run_id).info.status for k, r in runs.items()}
+    assert status == {"dead": "FAILED", "alive": "RUNNING", "unknown": "RUNNING"}
+    versions = client.search_model_versions(f"name='{MODEL}'")
+    assert [(str(mv.version), PENDING_TAG in mv.tags) for mv in versions] == [("2", False)]
+    assert _challenger(tmp_path) == "2"
+    assert json.loads(os.environ["MLFLOW_RUN_CONTEXT"])[OWNER_TAG] == _owner_token()
