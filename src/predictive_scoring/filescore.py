@@ -4,7 +4,8 @@ The files are read as training reads them (:func:`predictive_scoring.read.read_t
 data section's separator), named by the data section's columns, admitted by
 :mod:`predictive_scoring.ingress` (which applies the model's missing-value markers) and written
 atomically, with a warnings column and the model's lineage; the scores can go to the score log
-(:mod:`predictive_scoring.scorelog`) as well.
+(:mod:`predictive_scoring.scorelog`) as well. A run killed while writing leaves the previous
+output whole and a temp file beside it, which the next run removes.
 """
 
 from __future__ import annotations
