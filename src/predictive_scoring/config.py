@@ -360,14 +360,10 @@ def read_field_map(value: Any) -> dict[str, str]:
                 f"name, both non-empty text; {fix}"
             )
         pairs[crm.strip()] = target.strip()
-    targets = list(pairs.values())
-    twice = sorted({t for t in targets if targets.count(t) > 1})
-    if twice:
-        sources = {t: [c for c, x in pairs.items() if x == t] for t in twice}
-        raise ValueError(
-            f"the field map sends several CRM fields to one input: {sources}; keep one of each"
-        )
-    chained = sorted(set(pairs) & {t for c, t in pairs.items() if c != t})
+    # Several CRM fields may name one input (a map for HubSpot and Salesforce alike); one
+    # record that sends two of them is refused by the ingress.
+    renamed = {c: t for c, t in pairs.items() if c != t}  # "industry: industry" only admits
+    chained = sorted(set(renamed) & set(renamed.values()))
     if chained:
         raise ValueError(
             f"the field map uses {chained} both as a CRM field and as a target; a field is "

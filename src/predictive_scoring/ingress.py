@@ -195,59 +195,65 @@ class FieldMap:
     def record(self, value: object, *, loc: Sequence[str | int] = ("body",)) -> object:
         """One JSON lead as the model names it: top-level CRM fields moved to their lead field
         or into ``attributes``, and CRM names inside ``attributes`` renamed. ``loc`` is the
-        record's place, for the error when a field arrives under both names."""
+        record's place, for the error when two of its fields give the same input."""
         if not self.pairs or not isinstance(value, dict):
             return value
+        top: dict[str, tuple[str, object]] = {}  # input -> (the field it came from, value)
+        attributes: dict[str, tuple[str, object]] = {}
+        inside = [*loc, "attributes"]
         given = value.get("attributes")
-        attributes = dict(given) if isinstance(given, dict) else None
-        out: dict[str, object] = {}
-        moved: dict[str, object] = {}
         for key, item in value.items():
+            if key == "attributes" and isinstance(given, dict):
+                continue
             target = self.pairs.get(key)
-            if target is None:
-                out[key] = item
-            elif target in LEAD_FIELDS:
-                self._once(target, key, value, loc)
-                out[target] = item
+            if target is None or target in LEAD_FIELDS:  # unmapped: left for the decoder
+                self._put(top, target or key, key, item, loc)
             else:
-                self._once(target, key, attributes or {}, [*loc, "attributes"])
-                moved[target] = item
-        if attributes is not None:
-            for key in [k for k in attributes if k in self.pairs]:
-                target = self.pairs[key]
-                self._once(target, key, attributes, [*loc, "attributes"])
-                attributes[target] = attributes.pop(key)
-        if moved or attributes is not None:
-            out["attributes"] = {**(attributes or {}), **moved}
+                self._put(attributes, target, key, item, inside)
+        if isinstance(given, dict):
+            for key, item in given.items():
+                self._put(attributes, self.pairs.get(key, key), key, item, inside)
+        out = {name: item for name, (_, item) in top.items()}
+        if attributes or isinstance(given, dict):
+            out["attributes"] = {name: item for name, (_, item) in attributes.items()}
         return out
 
     def frame(self, frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
         """A table with its CRM columns renamed to the model's inputs."""
-        names = {c: self.pairs[c] for c in frame.columns if c in self.pairs}
+        names = {c: self.pairs[c] for c in frame.columns if self.pairs.get(c, c) != c}
         if not names:
             return frame
-        for crm, target in names.items():
-            if target in frame.columns:
+        seen: dict[str, str] = {}
+        for column in frame.columns:
+            target = names.get(column, column)
+            if target in seen:
                 raise ScoringInputError(
-                    f"{source}: both '{crm}' (mapped to '{target}' by {FIELD_MAP_ENV}) and "
-                    f"'{target}' are columns; drop one",
+                    f"{source}: columns '{seen[target]}' and '{column}' both give '{target}' "
+                    f"(through {FIELD_MAP_ENV}); drop one of them",
                     field=target,
-                    loc=[source, crm],
+                    loc=[source, column],
                     kind="field_map",
                 )
+            seen[target] = column
         return frame.rename(columns=names)
 
-    def _once(
-        self, target: str, crm: str, fields: Mapping[str, object], loc: Sequence[str | int]
+    @staticmethod
+    def _put(
+        into: dict[str, tuple[str, object]],
+        target: str,
+        key: str,
+        item: object,
+        loc: Sequence[str | int],
     ) -> None:
-        if target != crm and target in fields:
+        if target in into:
             raise ScoringInputError(
-                f"both '{crm}' (mapped to '{target}' by {FIELD_MAP_ENV}) and '{target}' are "
-                "given; send one of them",
-                field=crm,
-                loc=[*loc, crm],
+                f"'{into[target][0]}' and '{key}' both give '{target}' (through "
+                f"{FIELD_MAP_ENV}); send one of them",
+                field=key,
+                loc=[*loc, key],
                 kind="field_map",
             )
+        into[target] = (key, item)
 
 
 @functools.lru_cache(maxsize=8)

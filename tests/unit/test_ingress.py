@@ -474,6 +474,14 @@ def test_a_field_sent_under_both_names_is_refused_naming_it() -> None:
     with pytest.raises(ScoringInputError) as info:
         decode_leads(json.dumps({"leads": [both]}).encode(), batch=True, fields=HUBSPOT)
     assert info.value.loc == ["body", "leads", 0, "attributes", "numberofemployees"]
+    # one map may serve two CRMs; a record that sends both of their names is refused
+    two = FieldMap({"numberofemployees": "employees", "NumberOfEmployees": "employees"})
+    record = {**PLAIN, "numberofemployees": 250, "NumberOfEmployees": 300}
+    with pytest.raises(ScoringInputError, match="both give 'employees'"):
+        decode_leads(json.dumps(record).encode(), batch=False, fields=two)
+    columns = pd.DataFrame({"lead_id": ["a"], "numberofemployees": [1], "NumberOfEmployees": [2]})
+    with pytest.raises(ScoringInputError, match="columns 'numberofemployees' and 'Number"):
+        raw_from_frames(columns, None, fields=two)
 
 
 @pytest.mark.parametrize(
@@ -483,7 +491,6 @@ def test_a_field_sent_under_both_names_is_refused_naming_it() -> None:
         ("/nowhere/map.json", "neither JSON nor a file"),
         ('["a", "b"]', "neither JSON nor a file"),
         ('{"a": 1}', "must map a field name to an input"),
-        ('{"a": "employees", "b": "employees"}', "several CRM fields to one input"),
         ('{"a": "b", "b": "employees"}', "both as a CRM field and as a target"),
     ],
 )
@@ -493,10 +500,15 @@ def test_a_malformed_map_says_what_is_wrong(value: str, says: str) -> None:
 
 
 def test_a_map_may_live_in_a_yaml_or_json_file(tmp_path: Path) -> None:
-    (tmp_path / "map.yaml").write_text("NumberOfEmployees: employees\nLeadSource: lead_source\n")
+    # one map for two CRMs: several fields may give one input, a name may map to itself
+    text = "NumberOfEmployees: employees\nnumberofemployees: employees\nLeadSource: lead_source\n"
+    (tmp_path / "map.yaml").write_text(text + "industry: industry\nIndustry: industry\n")
     (tmp_path / "map.json").write_text('{"NumberOfEmployees": "employees"}')
     assert read_field_map(str(tmp_path / "map.yaml")) == {
         "NumberOfEmployees": "employees",
+        "numberofemployees": "employees",
         "LeadSource": "lead_source",
+        "industry": "industry",
+        "Industry": "industry",
     }
     assert read_field_map(str(tmp_path / "map.json")) == {"NumberOfEmployees": "employees"}
