@@ -31,7 +31,11 @@ from predictive_scoring.io import (
     write_parquet,
 )
 from predictive_scoring.plots import plot_importance
-from predictive_scoring.registry import ensure_experiment, fail_interrupted_runs
+from predictive_scoring.registry import (
+    ensure_experiment,
+    fail_interrupted_runs,
+    runs_view_url,
+)
 from predictive_scoring.train import (
     TrainingResult,
     encode_frame,
@@ -51,6 +55,20 @@ def _flatten(prefix: str, data: dict[str, object]) -> dict[str, str]:
 # What a run shows in MLflow besides the step-wise curves; metrics/train.json keeps the rest.
 MLFLOW_METRICS = ("best_iteration", "train_roc_auc", "valid_roc_auc", "valid_log_loss")
 CURVE_POINTS = 200
+# The columns of the experiment's saved runs view in the MLflow UI (the evaluate stage logs the
+# test metrics to the same run).
+VIEW_METRICS = (
+    "test_roc_auc",
+    "test_pr_auc",
+    "test_ece",
+    "test_lift_top10",
+    "test_sql_precision",
+    "test_sql_recall",
+    "valid_roc_auc",
+    "best_iteration",
+)
+DATA_PARAMS = ("format", "dir", "exclude_columns", "categorical", "numeric")
+VIEW_PARAMS = ("train.num_leaves", "train.learning_rate", "train.min_child_samples")
 
 
 def _log_curves(
@@ -112,18 +130,18 @@ def _changed_params(path: str) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def _describe_run(params_path: str, *, calibration: str) -> tuple[str | None, str]:
-    """The DVC experiment's name (None outside one) and a run description saying what changed."""
+def _describe_run(params_path: str) -> tuple[str | None, str]:
+    """The DVC experiment's name (None outside one) and a run description that starts with what
+    changed, so MLflow's runs table shows it in its Description column."""
     exp_name = os.environ.get("DVC_EXP_NAME") or None
     changes = _changed_params(params_path)
-    lines = [f"DVC experiment `{exp_name}`" if exp_name else "`dvc repro`"]
-    if changes:
-        lines.append("Changed from the committed params.yaml:")
-        lines += [f"- `{key}`: {old} -> {new}" for key, (old, new) in changes.items()]
-    else:
-        lines.append("params.yaml as committed.")
-    lines.append(f"Calibration chosen: {calibration}.")
-    return exp_name, "\n".join(lines)
+    what = (
+        "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in changes.items())
+        if changes
+        else "params.yaml as committed"
+    )
+    how = f"DVC experiment `{exp_name}`" if exp_name else "`dvc repro`"
+    return exp_name, f"{what}\n\n{how}, against the params.yaml of git HEAD."
 
 
 def main() -> int:
@@ -155,15 +173,18 @@ def main() -> int:
     )
 
     # First: it creates a new store under a lock (parallel `dvc exp run -j` start together).
-    ensure_experiment(params.train.experiment)
+    experiment_id = ensure_experiment(
+        params.train.experiment, view_metrics=VIEW_METRICS, view_params=VIEW_PARAMS
+    )
     fail_interrupted_runs(params.train.experiment)
     mlflow.set_experiment(params.train.experiment)
-    exp_name, description = _describe_run(args.params, calibration=result.calibrator.method)
+    exp_name, description = _describe_run(args.params)
     run_name = exp_name or f"lightgbm-{params.train.num_leaves}leaves"
     with mlflow.start_run(run_name=run_name, description=description) as run:
         mlflow.log_params(
             {
-                **_flatten("data", params.data.model_dump()),
+                # the data section's column names are plumbing: only what changes the model
+                **_flatten("data", params.data.model_dump(include=set(DATA_PARAMS))),
                 **_flatten("featurize", params.featurize.model_dump()),
                 **_flatten("train", params.train.model_dump()),
                 "calibration.chosen": result.calibrator.method,
@@ -217,11 +238,12 @@ def main() -> int:
     tmp_out.rename(args.out)
     write_json(args.metrics, metrics)
     logger.info(
-        "train: %d trees, calibration %s, valid AUC %.3f, MLflow run %s",
+        "train: %d trees, calibration %s, valid AUC %.3f, MLflow run %s (`mlflow ui`, then %s)",
         result.best_iteration,
         result.calibrator.method,
         metrics["valid_roc_auc"],
         run_id,
+        runs_view_url(experiment_id),
     )
     return 0
 
