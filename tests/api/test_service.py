@@ -666,3 +666,67 @@ def test_a_map_to_an_input_the_model_lacks_is_refused_at_start(
     assert logged and "does not take" in logged[0]
     with pytest.raises(ValueError, match="not valid JSON"):
         make_settings(live_bundle, field_map="{numberofemployees")
+
+
+# --- bounds on numbers and times, and the contract that states them ------------------------------
+HUGE = "1" + "0" * 309  # too large for a float: an OverflowError once, now a 422
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one", "batch"])
+def test_a_huge_integer_is_a_422_naming_the_field(
+    client: TestClient, leads: list[dict[str, Any]], batch: bool
+) -> None:
+    lead = json.dumps({**leads[0], "attributes": {"employees": 0}}).replace(
+        '"employees": 0', f'"employees": {HUGE}'
+    )
+    body = f'{{"leads": [{lead}]}}' if batch else lead
+    r = client.post(
+        "/v1/score/batch" if batch else "/v1/score",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][-2:] == ["attributes", "employees"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"as_of": "2000-01-01T00:00:00Z"}, "as_of"),  # before created_at
+        ({"as_of": 0}, "as_of"),
+        ({"created_at": "0001-01-01T00:00:00Z"}, "created_at"),
+        ({"events": [{"event_type": "web_visit", "ts": "0001-01-01T00:00:00Z"}]}, "ts"),
+        ({"events": [{"event_type": "web_visit", "ts": -86_400}]}, "ts"),
+    ],
+    ids=["as_of-before-created_at", "as_of-0", "year-0001", "event-year-0001", "event-negative"],
+)
+def test_a_time_out_of_bounds_is_a_422_naming_the_field(
+    client: TestClient, leads: list[dict[str, Any]], change: dict[str, Any], field: str
+) -> None:
+    for path, body in (
+        ("/v1/score", {**leads[0], **change}),
+        ("/v1/score/batch", {"leads": [{**leads[0], **change}]}),
+    ):
+        r = client.post(path, json=body)
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["detail"][0]["loc"][-1] == field, r.text
+
+
+def test_openapi_says_times_may_be_epoch_numbers_and_batch_ids_unique(
+    client: TestClient,
+) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    times = [
+        (name, prop, json.dumps(schema))
+        for name, model in schemas.items()
+        for prop, schema in model.get("properties", {}).items()
+        if prop in {"as_of", "created_at", "ts"} and name in {"LeadIn", "EventIn"}
+    ]
+    assert {prop for _, prop, _ in times} == {"as_of", "created_at", "ts"}, times
+    for name, prop, text in times:
+        assert '"number"' in text or '"integer"' in text, (name, prop)
+        assert "epoch" in text, (name, prop)
+    assert "unique" in schemas["BatchRequest"]["description"]
+    batch = spec["paths"]["/v1/score/batch"]["post"]["responses"]
+    assert {"400", "413", "415", "422"} <= set(batch)
