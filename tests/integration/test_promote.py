@@ -128,3 +128,20 @@ def test_a_champion_that_cannot_be_scored_on_the_test_set_is_not_compared(
     assert _champion(project) == "2"
     again = promote_challenger(**kwargs)  # type: ignore[arg-type]
     assert again["already_champion"] and not again["promoted"]
+
+
+def test_a_version_carries_a_few_readable_metrics_and_a_description(project: Path) -> None:
+    """The lineage every score carries, the test metrics promotion compares (and the ECE), and a
+    description a person reads; not every metric of the run."""
+    register(
+        build_scorer(version="run-2", seed=1, rounds=30),
+        project=project,
+        alias="challenger",
+        metrics={"test_roc_auc": 0.8123, "test_n": 1000, "test_lift_top5": 5.0, "test_brier": 0.1},
+    )
+    mv = client_of(project).get_model_version(MODEL, "2")
+    metric_tags = {k for k in mv.tags if k.startswith("test_")}
+    assert metric_tags == {"test_roc_auc", "test_n"}  # of the ones logged: promotion's
+    assert {"model_version", "definition_hash", "data_hash"} <= set(mv.tags)
+    assert "ROC AUC 0.812" in mv.description and "SQL at p >= " in mv.description
+    assert "predictive_scoring.pending" not in mv.tags
