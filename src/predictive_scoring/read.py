@@ -126,16 +126,36 @@ class CsvDialect:
     detected: bool
 
 
-def _nul_line(path: Path) -> int | None:
-    """The 1-based line of the first NUL byte in ``path``, or None when it has none."""
-    lines = 1
+def _first_nul(path: Path) -> tuple[int, bytes] | None:
+    """The 1-based line of the first NUL byte in ``path`` and that line's bytes before it (at
+    most one block), or None when it has none."""
+    lines, carry = 1, b""
     with path.open("rb") as f:
         while block := f.read(_SCAN_BYTES):
             at = block.find(b"\x00")
             if at >= 0:
-                return lines + block.count(b"\n", 0, at)
+                start = block.rfind(b"\n", 0, at)
+                before = block[start + 1 : at] if start >= 0 else carry + block[:at]
+                return lines + block.count(b"\n", 0, at), before
             lines += block.count(b"\n")
+            last = block.rfind(b"\n")
+            carry = block[last + 1 :] if last >= 0 else (carry + block)[-_SCAN_BYTES:]
     return None
+
+
+def _nul_problem(path: Path, line: int, before: bytes, sep: str) -> str:
+    """The NUL byte's line and, when the header says, its column (quotes are not followed)."""
+    where = f"line {line}"
+    with path.open("rb") as f:
+        header = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    names = [name.strip().strip('"') for name in header.split(sep)]
+    index = before.count(sep.encode())
+    if line > 1 and index < len(names):
+        where += f", column '{names[index]}'"
+    return (
+        f"{path}: {where} holds a NUL byte (\\x00), which a text CSV never has: the file is "
+        f"binary, truncated or saved as UTF-16; export it again as UTF-8 CSV"
+    )
 
 
 def _undecodable_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
@@ -190,19 +210,12 @@ def _sniff(path: Path, encoding: str) -> tuple[str, str] | None:
 @lru_cache(maxsize=64)
 def _dialect(path: Path, sep: str | None, encoding: str, stamp: tuple[int, int]) -> CsvDialect:
     """The dialect of one version (``stamp``: size, mtime) of a CSV file, logged once."""
-    if path.name.lower().endswith(".csv"):
-        nul = _nul_line(path)
-        if nul is not None:
-            raise DataValidationError(
-                [
-                    f"{path}: line {nul} holds a NUL byte (\\x00), which a text CSV never "
-                    f"has: the file is binary, truncated or saved as UTF-16; export it again "
-                    f"as UTF-8 CSV"
-                ]
-            )
-    sniffed = (
-        _sniff(path, encoding) if sep is None and path.name.lower().endswith(".csv") else None
-    )
+    text_csv = path.name.lower().endswith(".csv")
+    nul = _first_nul(path) if text_csv else None
+    sniffed = _sniff(path, encoding) if sep is None and text_csv else None
+    if nul is not None:
+        found = sep or (sniffed[0] if sniffed else ",")
+        raise DataValidationError([_nul_problem(path, *nul, sep=found)])
     if sep is not None:
         dialect = CsvDialect(sep, '"', encoding, detected=False)
     elif sniffed is not None:

@@ -97,7 +97,7 @@ def test_nul_bytes_are_refused_with_their_line(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError) as err:
         read_table(tmp_path / "bank.csv")
     (problem,) = err.value.problems
-    assert "bank.csv: line 3 holds a NUL byte" in problem
+    assert "bank.csv: line 3, column 'job' holds a NUL byte" in problem
 
 
 def test_bytes_outside_the_encoding_name_their_line_and_the_setting(tmp_path: Path) -> None:
