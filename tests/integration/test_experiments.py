@@ -1,4 +1,4 @@
-"""`dvc exp run --queue` and `--run-all -j 2`: every experiment lands in the project's store."""
+"""DVC experiments: `-S` rewrites only its line of params.yaml; queued runs reach the store."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.projects import make_project, run
+from tests.projects import REPO, make_project, run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 # As small as the pipeline allows: both classes in every split, a few trees.
 SMALL = {
@@ -21,6 +21,39 @@ SMALL = {
 }
 
 
+def _without(lines: list[str], leaf: str) -> list[str]:
+    """The lines of params.yaml without ``leaf``'s own line and its block list."""
+    out, in_leaf = [], False
+    for line in lines:
+        if line.strip().startswith(f"{leaf}:"):
+            in_leaf = True
+        elif not (in_leaf and line.lstrip().startswith("- ")):
+            in_leaf = False
+            out.append(line)
+    return out
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["train.num_leaves=15", "featurize.offsets_days=[0,7]", "data.label_column=converted"],
+)
+def test_dvc_exp_run_set_param_changes_only_the_lines_it_sets(
+    tmp_path: Path, override: str
+) -> None:
+    """params.yaml is in the form DVC's writer (the one `dvc exp run -S` uses) writes back."""
+    from dvc.utils.hydra import apply_overrides
+
+    original = (REPO / "params.yaml").read_text()
+    copy = tmp_path / "params.yaml"
+    copy.write_text(original)
+    apply_overrides(copy, [override])
+    leaf = override.split("=")[0].rsplit(".", 1)[1]
+    after = copy.read_text()
+    assert after != original
+    assert _without(after.splitlines(), leaf) == _without(original.splitlines(), leaf)
+
+
+@pytest.mark.slow
 def test_two_queued_experiments_run_in_parallel_into_the_project_store(tmp_path: Path) -> None:
     project = make_project(tmp_path, SMALL)
     dvc = [sys.executable, "-m", "dvc"]
