@@ -241,12 +241,28 @@ def featurize_dataset(
             "weeks": _weeks(frame["as_of_s"]),
         }
         if frame.empty or frame["label"].nunique() < 2:
-            raise FeatureError(
-                f"the '{s}' split has {len(frame)} snapshots and "
-                f"{int(frame['label'].sum()) if len(frame) else 0} positives; it needs both "
-                "classes: add data, lengthen featurize.horizon_days or change the split fractions"
-            )
+            raise FeatureError(_one_class_split(s, frame, data, params))
     return FeatureSet(frames=frames, definition=definition, summary=summary)
+
+
+def _one_class_split(
+    split: str, frame: pd.DataFrame, data: DataParams, params: FeaturizeParams
+) -> str:
+    """Why a split cannot train or test a model, naming where its label comes from."""
+    if data.format == "flat":
+        where = f"{Path(data.dir) / data.leads}: column '{data.label_column}'"
+    else:
+        where = f"{Path(data.dir) / str(data.outcomes)}: column '{data.stage_column}'"
+    which = {"train": "the leads created first", "valid": "the leads before the last",
+             "test": "the leads created last"}.get(split, split)  # fmt: skip
+    if data.format == "flat" and not data.created_column:
+        which = "a stratified random share"
+    positives = int(frame["label"].sum()) if len(frame) else 0
+    return (
+        f"{where}: the '{split}' split ({which}) has {len(frame)} snapshots and {positives} "
+        f"reaching '{params.target_stage}' within {params.horizon_days} days; it needs both "
+        "classes: add data, lengthen featurize.horizon_days or change the split fractions"
+    )
 
 
 def _is_parquet(path: str) -> bool:

@@ -179,6 +179,14 @@ def _outcome_before_creation(t: Tables) -> Tables:
     return {"outcomes": outcomes}
 
 
+def _won_only_early(t: Tables) -> Tables:
+    """No lead created in the last 60% converts: the newest split has no positives."""
+    leads, outcomes = t["leads"], t["outcomes"]
+    late = leads.sort_values("created_at")["lead_id"].iloc[int(len(leads) * 0.4) :]
+    won_late = outcomes["lead_id"].isin(late) & (outcomes["stage"] == "won")
+    return {"outcomes": outcomes[~won_late]}
+
+
 def _mixed_dates(t: Tables) -> Tables:
     leads = t["leads"].copy()
     when = pd.to_datetime(leads["created_at"])
@@ -213,6 +221,7 @@ class Case:
     expect: tuple[str, ...] | None  # strings the error line holds besides the file name
     after_write: Callable[[Path], None] | None = None
     dvc: bool = False  # through `dvc repro` (else the stage commands as dvc.yaml states them)
+    fails_in: str = "validate"  # the stage that refuses it; the outputs before it are new
 
 
 LONG = "x" * 100_000
@@ -252,6 +261,8 @@ CASES = [
          _set("leads", "employees", [3, 10], "lots"), ("'employees'", "data row 4", "'lots'")),
     Case("a number beyond a float", "leads", _set("leads", "employees", [8], "1" + "0" * 400),
          ("'employees'", "data row 9", "too large")),
+    Case("no conversion among the newest leads", "outcomes", _won_only_early,
+         ("'stage'", "split", "0 reaching 'won'"), dvc=True, fails_in="featurize"),
     Case("missing outcomes file", "outcomes",
          _write_bytes("outcomes", lambda b: b), ("not found",),
          after_write=lambda p: p.unlink()),
@@ -292,12 +303,16 @@ def test_bad_training_data_is_refused_or_read_correctly(clean_inputs: Project, c
         _check_accepted(project, case)
         return
     assert code != 0, f"{case.name}: accepted\n{log}"
+    assert f"ERROR pipelines.{case.fails_in}:" in log, log
     problems = _problem_lines(log)
     named = [line for line in problems if f"{case.table}.csv" in line]
     assert any(all(text in line for text in case.expect) for line in named), (
         f"no line names {case.table}.csv and {case.expect}:\n" + "\n".join(problems)
     )
-    assert project.guarded() == before, "a refused input changed models/, mlflow.db or outputs"
+    after = project.guarded()
+    if case.fails_in == "featurize":  # validate passed: its report is the new last good one
+        del before["reports/validation.json"], after["reports/validation.json"]
+    assert after == before, "a refused input changed models/, mlflow.db or outputs"
 
 
 def _problem_lines(log: str) -> list[str]:
