@@ -297,16 +297,19 @@ def _input_example(scorer: Scorer) -> pd.DataFrame:
     """One lead as the pyfunc expects it, so MLflow shows and checks a working example."""
     event_type = scorer.definition.event_types[0] if scorer.definition.event_types else "web_visit"
     events = [{"event_type": event_type, "ts": "2025-01-20T09:30:00Z"}]
-    return pd.DataFrame(
-        [
-            {
-                "lead_id": "L-example",
-                "created_at": "2025-01-02T00:00:00Z",
-                "as_of": "2025-02-01T00:00:00Z",
-                "events": json.dumps(events),
-            }
-        ]
-    )
+    example: dict[str, object] = {
+        "lead_id": "L-example",
+        "created_at": "2025-01-02T00:00:00Z",
+        "as_of": "2025-02-01T00:00:00Z",
+        "events": json.dumps(events),
+    }
+    # an input the model requires gets a value it saw: a known level, or a non-negative number
+    required = set(scorer.inputs.required)
+    for name, kind in scorer.definition.attributes:
+        if name in required:
+            levels = scorer.levels.get(name) or []
+            example[name] = levels[0] if kind == "categorical" and levels else 1
+    return pd.DataFrame([example])
 
 
 def model_lineage(scorer: Scorer, *, version: str | None) -> dict[str, str]:
