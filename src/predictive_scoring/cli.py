@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from predictive_scoring.errors import PredictiveScoringError
+from predictive_scoring.errors import PredictiveScoringError, redact
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -58,7 +58,7 @@ ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to rea
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
 
 
@@ -201,7 +201,7 @@ def score(
             settings = settings.model_copy(update={"log_dir": log_dir})
         logging_on = settings.log_enabled if log is None else log
         choice = choose_served_model(settings, bundle_set_by="--bundle" if bundle else None)
-        logger.info("scoring with %s", choice.why)
+        logger.info("scoring with %s", redact(choice.why))
         summary = score_files(
             scorer=choice.scorer,
             leads=leads,
@@ -642,7 +642,7 @@ def monitor(
         if bundle is not None:
             settings = settings.model_copy(update={"bundle_dir": bundle})
         choice = choose_served_model(settings, bundle_set_by="--bundle" if bundle else None)
-        logger.info("monitoring %s", choice.why)
+        logger.info("monitoring %s", redact(choice.why))
         model = monitored_model(choice.scorer.metadata, featurize=p.featurize, source=choice.why)
         report = run_monitor(
             store or settings.log_store,

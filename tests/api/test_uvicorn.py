@@ -192,3 +192,26 @@ def test_a_setting_problem_prints_the_message_alone(
     assert message in done.stderr
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_command_line_shows_no_password_of_the_store(tmp_path: Path) -> None:
+    password = "s3cret-pw"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_SCORING_")}
+    env |= {
+        "PREDICTIVE_SCORING_TRACKING_URI": f"http://user:{password}@127.0.0.1:1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    (tmp_path / "leads.csv").write_text("lead_id,created_at\nL-1,2026-01-01T00:00:00Z\n")
+    command = ["score", "--leads", "leads.csv", "--output", "out.csv", "--no-log"]
+    done = subprocess.run(
+        [sys.executable, "-m", "predictive_scoring.cli", *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=patience(),
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error: cannot read lead-scoring@champion from http://***@127.0.0.1:1" in done.stderr
+    assert password not in done.stderr + done.stdout
