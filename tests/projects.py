@@ -14,6 +14,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 COPY = ["pyproject.toml", "params.yaml", "dvc.yaml", "pipelines", "src", ".dvc", ".dvcignore"]
 
+# params for a project small enough to reproduce end to end in a test
+TINY = {
+    "generate": {"n_leads": 2500, "events_per_lead": 25},
+    "train": {"n_estimators": 300, "early_stopping_rounds": 30},
+    "thresholds": {"capacity_per_week": 10, "min_recall": 0.8},
+}
+
 
 def run(cmd: list[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in a project copy on its own ``src`` with this venv; fail with its output."""

@@ -8,13 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import make_project, run
-
-TINY = {
-    "generate": {"n_leads": 2500, "events_per_lead": 25},
-    "train": {"n_estimators": 300, "early_stopping_rounds": 30},
-    "thresholds": {"capacity_per_week": 10, "min_recall": 0.8},
-}
+from tests.projects import TINY, make_project, run
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,7 @@ from mlflow import MlflowClient
 
 from predictive_scoring.registry import OWNER_TAG, PENDING_TAG
 from predictive_scoring.scoring import Scorer
-from tests.integration.conftest import TINY
-from tests.projects import make_project, run
+from tests.projects import TINY, make_project, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
