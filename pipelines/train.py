@@ -69,6 +69,16 @@ VIEW_METRICS = (
 )
 DATA_PARAMS = ("format", "dir", "exclude_columns", "categorical", "numeric")
 VIEW_PARAMS = ("train.num_leaves", "train.learning_rate", "train.min_child_samples")
+CURVES = ("valid_log_loss_by_tree", "train_log_loss_by_tree")
+# Logged to the same run by the thresholds and evaluate stages: no chart of their own.
+OTHER_STAGES_METRICS = (
+    "threshold_mql",
+    "threshold_sql",
+    "test_log_loss",
+    "test_brier",
+    "test_n",
+    "test_ceiling_auc",
+)
 
 
 def _log_curves(
@@ -174,7 +184,11 @@ def main() -> int:
 
     # First: it creates a new store under a lock (parallel `dvc exp run -j` start together).
     experiment_id = ensure_experiment(
-        params.train.experiment, view_metrics=VIEW_METRICS, view_params=VIEW_PARAMS
+        params.train.experiment,
+        view_metrics=VIEW_METRICS,
+        view_params=VIEW_PARAMS,
+        view_curves=CURVES,
+        view_hidden=(*MLFLOW_METRICS, *OTHER_STAGES_METRICS),
     )
     fail_interrupted_runs(params.train.experiment)
     mlflow.set_experiment(params.train.experiment)

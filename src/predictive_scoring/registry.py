@@ -124,11 +124,83 @@ RUNS_VIEW_KEY = "test-metrics"
 _VIEW_TAG = "mlflow.sharedViewState."
 
 
-def _runs_view(metrics: Sequence[str], params: Sequence[str]) -> str:
-    """The saved view MLflow's UI reads: these columns, the best first metric on top."""
+def _runs_view(
+    metrics: Sequence[str], params: Sequence[str], curves: Sequence[str], hidden: Sequence[str]
+) -> str:
+    """The saved view MLflow's UI reads (a JSON envelope around its own state).
+
+    The table shows ``metrics`` and ``params`` as columns, the best first metric on top. The
+    chart view shows four charts instead of one bar chart per metric: what differs between the
+    runs, the step-wise ``curves`` together, and two ``params`` against three metrics; every
+    other metric (``metrics``, ``hidden``) gets no chart of its own.
+    """
+    section = "section-model-metrics"
+
+    def chart(uuid: str, kind: str, **config: Any) -> dict[str, Any]:
+        return {
+            "uuid": uuid,
+            "type": kind,
+            "metricSectionId": section,
+            "deleted": False,
+            "isGenerated": False,
+            "runsCountToCompare": 10,
+            **config,
+        }
+
+    charts = [
+        chart(
+            "chart-difference",
+            "DIFFERENCE",
+            chartName="What differs between the runs",
+            compareGroups=["Parameters", "Model metrics"],
+            showChangeFromBaseline=True,
+            showDifferencesOnly=True,
+            baselineColumnUuid="",
+        )
+    ]
+    if curves:
+        charts.append(
+            chart(
+                "chart-curves",
+                "LINE",
+                metricKey=curves[0],
+                selectedMetricKeys=list(curves),
+                displayName=" and ".join(curves),
+                lineSmoothness=0,
+                xAxisScaleType="linear",
+                scaleType="linear",
+                range={},
+                xAxisKey="step",
+                selectedXAxisMetricKey="",
+                yAxisKey="metric",
+                yAxisExpressions=[],
+                ignoreOutliers=False,
+                useGlobalXaxisKey=False,
+                useGlobalLineSmoothing=False,
+            )
+        )
+    if params and metrics:
+        charts.append(
+            chart(
+                "chart-parallel",
+                "PARALLEL",
+                selectedParams=list(params[:2]),
+                selectedMetrics=list(metrics[:3]),
+                showAllRuns=False,
+            )
+        )
+    # MLflow adds a bar chart for every metric that no chart names, even a deleted one
+    charted = set(curves[:1])
+    for name in dict.fromkeys([*metrics, *curves, *hidden]):
+        if name not in charted:
+            charts.append(chart(f"hidden-{name}", "BAR", metricKey=name, deleted=True))
     columns = [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in params]
     state: dict[str, Any] = {
-        "selectedColumns": ["attributes.`Description`", "attributes.`Models`", *columns]
+        "selectedColumns": ["attributes.`Description`", "attributes.`Models`", *columns],
+        "compareRunSections": [
+            {"uuid": section, "name": "Model metrics", "display": True, "isReordered": True}
+        ],
+        "compareRunCharts": charts,
     }
     if metrics:
         state |= {"orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": False}
@@ -151,13 +223,16 @@ def ensure_experiment(
     root: str | Path = ".",
     view_metrics: Sequence[str] = (),
     view_params: Sequence[str] = (),
+    view_curves: Sequence[str] = (),
+    view_hidden: Sequence[str] = (),
 ) -> str:
     """Create the experiment if needed, as a model-training one; returns its id.
 
     The project's own store keeps artifacts in ``mlruns/`` at the project root (MLflow's default
     is the working directory, which for a queued experiment DVC deletes afterwards). With
     ``view_metrics``/``view_params``, the experiment's saved runs view shows them as columns
-    (:func:`runs_view_url`).
+    and in a few charts, with the step-wise ``view_curves`` in one of them; the other metrics the
+    runs log (``view_hidden``) get no chart (:func:`runs_view_url`).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -167,7 +242,9 @@ def ensure_experiment(
     mlflow.set_tracking_uri(uri)
     tags = {EXPERIMENT_KIND_TAG: TRAINING_KIND}
     if view_metrics or view_params:
-        tags[_VIEW_TAG + RUNS_VIEW_KEY] = _runs_view(view_metrics, view_params)
+        tags[_VIEW_TAG + RUNS_VIEW_KEY] = _runs_view(
+            view_metrics, view_params, view_curves, view_hidden
+        )
     with _store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(name)

@@ -78,8 +78,13 @@ def test_two_queued_experiments_run_in_parallel_into_the_project_store(tmp_path:
     assert Path(experiment.artifact_location) == project / "mlruns" / "lead-scoring"
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.params["train.num_leaves"] for r in runs) == ["12", "6"]
+    # MLflow's UI opens the runs with the test metrics as columns and a few charts
+    view = json.loads(json.loads(experiment.tags["mlflow.sharedViewState.test-metrics"])["state"])
+    assert "metrics.`test_roc_auc`" in view["selectedColumns"]
+    assert len([c for c in view["compareRunCharts"] if not c["deleted"]]) == 3
     for r in runs:
         assert "test_roc_auc" in r.data.metrics  # evaluate logged to the same run
+        assert len(client.get_metric_history(r.info.run_id, "valid_log_loss_by_tree")) > 1
         assert "train.num_leaves" in r.data.tags["mlflow.note.content"]
     versions = client.search_model_versions("name = 'lead-scoring'")
     assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
