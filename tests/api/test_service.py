@@ -387,6 +387,41 @@ def test_a_loader_that_crashes_is_refused_with_500(live_bundle: Path) -> None:
         assert c.get("/readyz").status_code == 200
 
 
+def test_a_crash_quoting_a_password_shows_it_neither_in_the_answer_nor_in_the_log(
+    live_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = {"calls": 0}
+
+    def crashing(settings: Settings) -> Scorer:
+        state["calls"] += 1
+        if state["calls"] > 1:
+            raise RuntimeError("cannot reach http://user:s3cret@store.example:5000/api")
+        return load_scorer(settings)
+
+    app = create_app(make_settings(live_bundle), load=crashing)
+    with caplog.at_level(logging.DEBUG), TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as c:
+        r = c.post("/v1/admin/reload")
+        assert r.status_code == 500 and "store.example" in r.text
+    assert "s3cret" not in r.text
+    assert "store.example" in caplog.text and "s3cret" not in caplog.text
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback_redacted(
+    live_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings(live_bundle))
+
+    def boom() -> None:
+        raise RuntimeError("cannot reach http://user:s3cret@store.example:5000/api")
+
+    app.add_api_route("/boom", boom)  # a route that fails as no real route should
+    with caplog.at_level(logging.DEBUG), TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    assert r.status_code == 500 and "store.example" not in r.text
+    assert "Traceback" in caplog.text and "store.example" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
 def test_polling_picks_up_a_new_model(bundles: dict[str, Path], live_bundle: Path) -> None:
     app = create_app(make_settings(live_bundle, reload_interval_seconds=0.05))
     with TestClient(app, headers={"X-API-Key": API_KEY}) as c:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -91,7 +92,9 @@ async def _http_error(request: Request, exc: Exception) -> OrjsonResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> OrjsonResponse:
-    logger.exception("%s %s: unexpected error", request.method, request.url.path)
+    # the traceback's messages may quote a URL with its password: redacted like every error
+    trace = "".join(traceback.format_exception(exc))
+    logger.error("%s %s: unexpected error\n%s", request.method, request.url.path, redact(trace))
     _count_refused(request, "internal")
     return _error(500, [], "internal error; the server log has the details", "internal")
 
