@@ -240,6 +240,8 @@ def test_the_next_start_settles_only_what_dead_processes_left(
     from predictive_scoring.registry import _owner_token, fail_interrupted_runs
 
     monkeypatch.delenv("MLFLOW_RUN_CONTEXT", raising=False)  # restored after the test
+    # an earlier test's mlflow.set_tracking_uri exports the variable for the whole process
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     client = _client(tmp_path)
     exp = client.create_experiment("lead-scoring", artifact_location=str(tmp_path / "mlruns"))
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
