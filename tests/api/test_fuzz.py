@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.api, pytest.mark.slow]
 SEED = int(os.environ.get("PREDICTIVE_SCORING_FUZZ_SEED", "20250315"))
 # Cases generated per operation, valid and invalid alike; the schema's examples and the coverage
 # phase's boundary cases (missing fields, wrong types, limits) come on top.
-CASES = int(os.environ.get("PREDICTIVE_SCORING_FUZZ_CASES", "2000"))
+CASES = int(os.environ.get("PREDICTIVE_SCORING_FUZZ_CASES", "500"))
 MIN_TOTAL = 2_000
 # Small enough that some generated bodies pass it, so the 413 is fuzzed like any answer.
 BODY_BYTES = 2_000
