@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from tests.scorers import build_scorer
+
 from predictive_scoring.ingress import ModelInputs
 from predictive_scoring.registry import LeadScoringPyfunc, _input_example
-from tests.scorers import build_scorer
 
 
 def test_the_input_example_fills_every_required_attribute() -> None:
