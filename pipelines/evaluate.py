@@ -30,7 +30,7 @@ from predictive_scoring.plots import (
 )
 from predictive_scoring.registry import default_tracking_uri
 from predictive_scoring.thresholds import Thresholds
-from predictive_scoring.train import scorer_probabilities, staging_scorer
+from predictive_scoring.train import scorer_probabilities, staging_run_id, staging_scorer
 
 logger = logging.getLogger("pipelines.evaluate")
 
@@ -125,7 +125,7 @@ def main() -> int:
     import mlflow
 
     mlflow.set_tracking_uri(default_tracking_uri())
-    run_id = read_json(args.staging / "training.json")["run_id"]
+    run_id = staging_run_id(args.staging)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(
             {

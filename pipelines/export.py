@@ -27,7 +27,7 @@ from predictive_scoring.io import dvc_out_hash, git_commit, read_json, setup_log
 from predictive_scoring.profile import monitor_metadata
 from predictive_scoring.registry import fail_interrupted_runs, log_bundle_model
 from predictive_scoring.thresholds import Thresholds
-from predictive_scoring.train import STAGING_TRAINING, staging_scorer
+from predictive_scoring.train import staging_run_id, staging_scorer
 
 logger = logging.getLogger("pipelines.export")
 
@@ -47,7 +47,7 @@ def main() -> int:
     params = all_params.export
     out = args.out or Path(params.model_dir)
     fail_interrupted_runs(all_params.train.experiment)
-    run_id = read_json(args.staging / STAGING_TRAINING)["run_id"]
+    run_id = staging_run_id(args.staging)
     # The same scorer the thresholds and evaluate stages measured, now with its metadata.
     scorer = staging_scorer(
         args.staging,

@@ -16,7 +16,7 @@ from predictive_scoring.errors import PredictiveScoringError
 from predictive_scoring.io import read_json, setup_logging, write_json
 from predictive_scoring.registry import default_tracking_uri
 from predictive_scoring.thresholds import choose_thresholds, threshold_table
-from predictive_scoring.train import scorer_probabilities, staging_scorer
+from predictive_scoring.train import scorer_probabilities, staging_run_id, staging_scorer
 
 logger = logging.getLogger("pipelines.thresholds")
 
@@ -69,7 +69,7 @@ def main() -> int:
     import mlflow
 
     mlflow.set_tracking_uri(default_tracking_uri())
-    run_id = read_json(args.staging / "training.json")["run_id"]
+    run_id = staging_run_id(args.staging)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({"threshold_mql": thresholds.mql, "threshold_sql": thresholds.sql})
         with tempfile.TemporaryDirectory() as tmp:

@@ -838,15 +838,17 @@ def _read_optional(root: Path) -> dict[str, Any]:
 
 
 def _log_to_mlflow(output: Path, root: Path) -> None:
-    training = root / "models/staging/training.json"
-    if not training.is_file():
+    from predictive_scoring.train import STAGING_RUN, staging_run_id
+
+    staging = root / "models/staging"
+    if not (staging / STAGING_RUN).is_file():
         return
     import mlflow
 
     from predictive_scoring.registry import default_tracking_uri
 
     try:
-        run_id = read_json(training)["run_id"]
+        run_id = staging_run_id(staging)
         mlflow.set_tracking_uri(default_tracking_uri(root))
         with mlflow.start_run(run_id=run_id):
             mlflow.log_artifact(str(output), "reports")

@@ -32,11 +32,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_LEVELS",
     "STAGING_MODEL",
+    "STAGING_RUN",
     "STAGING_TRAINING",
     "TrainingResult",
     "category_levels",
     "encode_frame",
     "scorer_probabilities",
+    "staging_run_id",
     "staging_scorer",
     "train_model",
     "write_staging",
@@ -46,9 +48,12 @@ logger = logging.getLogger(__name__)
 
 MAX_LEVELS = 200
 # The train stage's output (models/staging): the model text, and the calibrator, category levels
-# and feature definition with the MLflow run they belong to.
+# and feature definition; beside them, the MLflow run they belong to. The run id differs on every
+# `dvc repro`, so it sits in a file of its own that .dvcignore keeps out of the output's hash:
+# a clean repro writes the dvc.lock that is committed.
 STAGING_MODEL = "model.txt"
 STAGING_TRAINING = "training.json"
+STAGING_RUN = "run.json"
 
 
 def category_levels(
@@ -237,11 +242,10 @@ def write_staging(
     out: Path, result: TrainingResult, definition: FeatureDefinition, *, run_id: str
 ) -> None:
     """Write the model text and training.json, from which :func:`staging_scorer` builds the
-    scorer that the thresholds, evaluate and export stages all use."""
+    scorer that the thresholds, evaluate and export stages all use, and run.json."""
     out.mkdir(parents=True, exist_ok=True)
     result.booster.save_model(str(out / STAGING_MODEL))
     training = {
-        "run_id": run_id,
         "best_iteration": result.best_iteration,
         "levels": result.levels,
         "calibrator": result.calibrator.to_dict(),
@@ -249,6 +253,18 @@ def write_staging(
         "inputs": result.inputs,
     }
     write_json(out / STAGING_TRAINING, training)
+    write_json(out / STAGING_RUN, {"run_id": run_id})
+
+
+def staging_run_id(staging: Path) -> str:
+    """The MLflow run that trained the model in ``staging`` (thresholds, evaluate and export log
+    to it)."""
+    path = staging / STAGING_RUN
+    if not path.is_file():
+        raise BundleError(
+            f"{path} is missing: the MLflow run of {staging} is unknown; run `dvc repro -f train`"
+        )
+    return str(read_json(path)["run_id"])
 
 
 def staging_scorer(
