@@ -132,7 +132,9 @@ async def _drive(
                     if status != 200:
                         fail(f"HTTP {status}")
                     elif swap is not None:
-                        versions.append((due - start, _version(answer)))
+                        # in the order the answers came: requests held up together may be
+                        # answered out of the order they were due, yet by one model each
+                        versions.append((time.perf_counter() - start, _version(answer)))
                 except _CLIENT_ERRORS as exc:
                     fail(type(exc).__name__)
 

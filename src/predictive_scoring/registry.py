@@ -713,8 +713,10 @@ def load_registered_scorer(
             # resolves the version's logged model through the global tracking URI, whatever
             # tracking_uri says: without this, a store outside the working directory fails.
             with _use_tracking_uri(uri):
+                # only the bundle's folder: the model's code and environment files are for
+                # `mlflow models serve`, and copying them lengthens a swap under load
                 local = mlflow.artifacts.download_artifacts(
-                    f"models:/{model_name}/{mv.version}",
+                    f"models:/{model_name}/{mv.version}/artifacts",
                     dst_path=tmp,
                     tracking_uri=uri,
                     registry_uri=uri,
@@ -723,7 +725,7 @@ def load_registered_scorer(
             raise ModelRegistryError(
                 f"cannot download {model_name} version {mv.version} from {uri}: {exc}"
             ) from exc
-        found = sorted(Path(local).glob("artifacts/*/bundle.json"))
+        found = sorted(Path(local).glob("*/bundle.json"))
         if not found:
             raise ModelRegistryError(
                 f"models:/{model_name}@{alias} holds no model bundle (no artifacts/*/bundle.json);"
