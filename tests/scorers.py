@@ -80,12 +80,36 @@ def _batch(payloads: list[dict[str, Any]], attribute_names: list[str]) -> LeadBa
     )
 
 
-def build_scorer(*, version: str, seed: int, rounds: int) -> Scorer:
-    """Definition -> online features -> LightGBM -> Scorer on synthetic leads (well under 1 s)."""
+# the inputs a CRM record brings beyond industry and head count (tests/api/test_crm_doc.py)
+CRM_COUNTRIES = ("germany", "united states", "france")
+CRM_SOURCES = ("webinar", "organic_search", "referral")
+
+
+def build_scorer(*, version: str, seed: int, rounds: int, crm_inputs: bool = False) -> Scorer:
+    """Definition -> online features -> LightGBM -> Scorer on synthetic leads (well under 1 s).
+
+    ``crm_inputs`` adds annual revenue, country and lead source to the model's inputs.
+    """
     payloads, y = synthetic_leads(400, seed)
+    kinds: dict[str, Any] = {"industry": "categorical", "employees": "numeric"}
+    extra_levels: dict[str, list[str]] = {}
+    if crm_inputs:
+        rng = np.random.default_rng(seed)
+        for p in payloads:
+            p["attributes"] |= {
+                "annual_revenue": float(rng.choice([1e5, 1e6, 1e7, 1e8])),
+                "country": CRM_COUNTRIES[int(rng.integers(len(CRM_COUNTRIES)))],
+                "lead_source": CRM_SOURCES[int(rng.integers(len(CRM_SOURCES)))],
+            }
+        kinds |= {
+            "annual_revenue": "numeric",
+            "country": "categorical",
+            "lead_source": "categorical",
+        }
+        extra_levels = {"country": sorted(CRM_COUNTRIES), "lead_source": sorted(CRM_SOURCES)}
     definition = build_definition(
         event_types=EVENT_TYPES,
-        attribute_types={"industry": "categorical", "employees": "numeric"},
+        attribute_types=kinds,
         windows_days=(7, 30),
         half_life_days=14.0,
         active_days_window=30,
@@ -98,6 +122,7 @@ def build_scorer(*, version: str, seed: int, rounds: int) -> Scorer:
     titles = [p["attributes"]["job_title"] for p in payloads]
     levels = {
         "industry": sorted(INDUSTRIES),
+        **extra_levels,
         "title_seniority": sorted({s for t in titles if (s := title_seniority(t))}),
         "title_function": sorted({f for t in titles if (f := title_function(t))}),
         "employees_band": sorted(
@@ -105,7 +130,7 @@ def build_scorer(*, version: str, seed: int, rounds: int) -> Scorer:
         ),
     }
     X = OnlineExecutor(definition, levels).transform(
-        _batch(payloads, ["industry", "employees", "job_title", "email"])
+        _batch(payloads, [*kinds, "job_title", "email"])
     )
     names = definition.feature_names
     data = lgb.Dataset(
