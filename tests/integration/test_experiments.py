@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,17 +56,51 @@ def test_dvc_exp_run_set_param_changes_only_the_lines_it_sets(
     assert _without(after.splitlines(), leaf) == _without(original.splitlines(), leaf)
 
 
+def _run_all(dvc: list[str], project: Path, *, limit_s: float = 600.0) -> str:
+    """`dvc exp run --run-all -j 2`, then the queue's status once both tasks have ended.
+
+    DVC runs the queue in daemonised workers that inherit the command's output, and a worker
+    has been seen to idle on after the queue emptied, so the output goes to a file (not a pipe
+    the test would wait on), the queue's own status says when the tasks ended, and
+    `dvc queue stop --kill` ends any worker left behind.
+    """
+    log = project / "run-all.log"
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    with log.open("w") as out:
+        subprocess.run(
+            [*dvc, "exp", "run", "--run-all", "-j", "2"],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=limit_s,
+            check=True,
+        )
+    deadline = time.monotonic() + limit_s
+    try:
+        while True:
+            status = run([*dvc, "queue", "status"], project).stdout
+            tasks = [line for line in status.splitlines()[1:] if line.strip() and " " in line]
+            ended = [t for t in tasks if "Success" in t or "Failed" in t]
+            if len(ended) >= 2:
+                break
+            assert time.monotonic() < deadline, status + log.read_text()[-4000:]
+            time.sleep(2)
+    finally:
+        run([*dvc, "queue", "stop", "--kill"], project, check=False)
+    assert "database is locked" not in log.read_text(), log.read_text()[-4000:]
+    return status
+
+
 @pytest.mark.slow
 def test_two_queued_experiments_run_in_parallel_into_the_project_store(tmp_path: Path) -> None:
     project = make_project(tmp_path, SMALL)
     dvc = [sys.executable, "-m", "dvc"]
     for leaves in (6, 12):
         run([*dvc, "exp", "run", "--queue", "-S", f"train.num_leaves={leaves}"], project)
-    proc = run([*dvc, "exp", "run", "--run-all", "-j", "2"], project)
-    logs = proc.stdout + proc.stderr
-    assert "database is locked" not in logs, logs[-4000:]
-    # --run-all exits 0 even when an experiment fails: the queue says how each ended
-    status = run([*dvc, "queue", "status"], project).stdout
+    status = _run_all(dvc, project)
     assert status.count("Success") == 2, status + "\n".join(
         run([*dvc, "queue", "logs", line.split()[0]], project, check=False).stdout[-3000:]
         for line in status.splitlines()[1:]
