@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,6 +58,21 @@ def test_dvc_exp_run_set_param_changes_only_the_lines_it_sets(
     assert _without(after.splitlines(), leaf) == _without(original.splitlines(), leaf)
 
 
+def _end_workers_in(project: Path) -> None:
+    """SIGTERM every process still working in ``project`` (an idle DVC queue worker that
+    `dvc queue stop` missed), so the suite leaves nothing running behind it."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = (proc / "cwd").resolve()
+        except OSError:
+            continue
+        if cwd == project or project in cwd.parents:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), signal.SIGTERM)
+
+
 def _run_all(dvc: list[str], project: Path, *, limit_s: float = 600.0) -> str:
     """`dvc exp run --run-all -j 2`, then the queue's status once both tasks have ended.
 
@@ -90,6 +107,7 @@ def _run_all(dvc: list[str], project: Path, *, limit_s: float = 600.0) -> str:
             time.sleep(2)
     finally:
         run([*dvc, "queue", "stop", "--kill"], project, check=False)
+        _end_workers_in(project)
     assert "database is locked" not in log.read_text(), log.read_text()[-4000:]
     return status
 
